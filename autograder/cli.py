@@ -1,0 +1,133 @@
+"""Command line: python -m autograder {check,grade,grade-class,release,run-lectures}.
+
+Exit status: 0 whenever a result was produced, including for a notebook that could not be graded
+(its status says why); non-zero only when the grader itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from autograder.grading import DEFAULT_CELL_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits
+from autograder.results import GradeResult
+
+
+def _limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT,
+                        help=f"seconds one cell may run (default {DEFAULT_CELL_TIMEOUT})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds the whole notebook may run (default {DEFAULT_TIMEOUT})")
+    parser.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
+                        help=f"address-space cap of a sandboxed kernel in MB, 0 for none "
+                             f"(default {DEFAULT_MEMORY_MB})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="run the visible tests of your notebook (learners)")
+    p.add_argument("notebook", type=Path)
+    p.add_argument("--json", type=Path, help="also write GitHub Classroom JSON here")
+    p.add_argument("--release", type=Path,
+                   help="the released notebook to restore test cells from (found automatically "
+                        "in a course checkout)")
+    _limits(p)
+
+    p = sub.add_parser("grade", help="visible and hidden tests from solutions/ (instructors)")
+    p.add_argument("notebook", type=Path)
+    p.add_argument("--assignment", help="assignment name (default: inferred from the notebook)")
+    p.add_argument("--json", type=Path, help="write GitHub Classroom JSON here")
+    p.add_argument("--record", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--autograded-out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--hide", type=Path, action="append", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    _limits(p)
+
+    p = sub.add_parser("grade-class", help="grade a folder of submissions (instructors)")
+    p.add_argument("submissions", type=Path, help="folder: one notebook or repository per student")
+    p.add_argument("--assignment", required=True)
+    p.add_argument("--out", type=Path, required=True, help="output folder (an nbgrader course)")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="parallel workers (default 2)")
+    p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    _limits(p)
+
+    sub.add_parser("release", help="regenerate assignments/ from solutions/ (maintainers)")
+    p = sub.add_parser("run-lectures", help="execute lectures and save their outputs")
+    p.add_argument("lectures", nargs="*", type=Path, help="default: every course/*.ipynb")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    limits = Limits(getattr(args, "cell_timeout", DEFAULT_CELL_TIMEOUT),
+                    getattr(args, "timeout", DEFAULT_TIMEOUT),
+                    getattr(args, "memory_mb", DEFAULT_MEMORY_MB) or None)
+    try:
+        if args.command == "check":
+            from autograder.grading import check
+
+            return _report(check(args.notebook, limits, args.release).result, args.json, None,
+                           False)
+        if args.command == "grade":
+            from autograder.grading import grade
+
+            graded = grade(args.notebook, limits, args.assignment, extra_hidden=args.hide)
+            if args.autograded_out and graded.notebook is not None:
+                import nbformat
+
+                args.autograded_out.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(graded.notebook, args.autograded_out)
+            return _report(graded.result, args.json, args.record, args.quiet)
+        if args.command == "grade-class":
+            from autograder.classroom import grade_class
+
+            results = grade_class(args.submissions, args.assignment, args.out, args.jobs, limits,
+                                  args.force)
+            counts: dict[str, int] = {}
+            for r in results:
+                counts[r.state] = counts.get(r.state, 0) + 1
+            print(f"{len(results)} submissions: " +
+                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+            print(f"grades: {args.out / 'grades.csv'}   feedback: {args.out / 'feedback'}")
+            return 0
+        if args.command == "release":
+            from autograder.course import release_all
+
+            for path in release_all():
+                print(f"generated {path}")
+            return 0
+        if args.command == "run-lectures":
+            from autograder.lectures import run_lectures
+
+            run_lectures(args.lectures)
+            return 0
+    except Exception as err:  # the grader itself failed: say so, and still leave a result file
+        traceback.print_exc()
+        out = getattr(args, "json", None)
+        if out is not None and args.command in ("check", "grade"):
+            GradeResult(str(args.notebook), getattr(args, "assignment", None) or "?", "error",
+                        f"the grader failed: {type(err).__name__}: {err}").write_json(out)
+        return 2
+    return 1
+
+
+def _report(result: GradeResult, json_path: Path | None, record_path: Path | None,
+            quiet: bool) -> int:
+    if json_path is not None:
+        result.write_json(json_path)
+    if record_path is not None:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(result.record(), indent=1) + "\n", encoding="utf-8")
+    if not quiet:
+        print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

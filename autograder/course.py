@@ -1,0 +1,183 @@
+"""The nbgrader side: assignments found in `solutions/`, generated student versions, gradebooks.
+
+No gradebook is committed. For each assignment, an nbgrader course folder is built from its
+solutions notebook with `nbgrader generate_assignment` and cached under `.cache/autograder/courses`
+by the hash of that notebook: it holds the student version (`release/`) and a gradebook that knows
+every graded cell. `grade-class` copies it into its output folder, which is then a complete nbgrader
+course folder (formgrader works there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from llmlab import CACHE_DIR, PROJECT_ROOT
+
+from autograder.notebooks import grade_id
+
+SOLUTIONS_DIR = PROJECT_ROOT / "solutions"
+ASSIGNMENTS_DIR = PROJECT_ROOT / "assignments"
+COURSES_DIR = CACHE_DIR / "autograder" / "courses"
+CONFIG_VERSION = "1"  # bump when NBGRADER_CONFIG changes, so cached course folders rebuild
+
+NBGRADER_CONFIG = """\
+# Written by autograder.course; every value here is what LLM Lab relies on.
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = {root!r}
+c.CourseDirectory.db_url = "sqlite:///" + {db!r}
+c.CourseDirectory.course_id = "llmlab"
+# Feedback never shows hidden tests (nbgrader shows them by default).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+"""
+
+
+class CourseError(RuntimeError):
+    """The course material itself is broken (not the student's fault)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    name: str
+    source: Path  # solutions/<name>/<name>.ipynb
+
+    @property
+    def notebook(self) -> str:
+        return self.source.stem
+
+
+def assignments(solutions_dir: Path = SOLUTIONS_DIR) -> list[Assignment]:
+    found = []
+    for folder in sorted(p for p in solutions_dir.glob("*") if p.is_dir()):
+        nb = folder / f"{folder.name}.ipynb"
+        if nb.exists():
+            found.append(Assignment(folder.name, nb))
+    return found
+
+
+def find_assignment(name: str, solutions_dir: Path = SOLUTIONS_DIR) -> Assignment:
+    for a in assignments(solutions_dir):
+        if a.name == name:
+            return a
+    known = ", ".join(a.name for a in assignments(solutions_dir)) or "none"
+    raise CourseError(f"no assignment {name!r} in {solutions_dir} (known: {known})")
+
+
+def match_assignment(nb: NotebookNode, filename: str,
+                     solutions_dir: Path = SOLUTIONS_DIR) -> Assignment | None:
+    """The assignment a submission belongs to: by file name, else by its cells' grade_ids."""
+    every = assignments(solutions_dir)
+    for a in every:
+        if a.notebook == Path(filename).stem:
+            return a
+    ids = {grade_id(c) for c in nb.cells} - {None}
+    best, best_overlap = None, 0
+    for a in every:
+        source_ids = {grade_id(c) for c in nbformat.read(a.source, as_version=4).cells} - {None}
+        overlap = len(ids & source_ids)
+        if overlap > best_overlap:
+            best, best_overlap = a, overlap
+    return best
+
+
+@dataclass(frozen=True)
+class CourseDir:
+    assignment: Assignment
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "gradebook.db"
+
+    @property
+    def release(self) -> Path:
+        a = self.assignment
+        return self.root / "release" / a.name / f"{a.notebook}.ipynb"
+
+    @property
+    def source(self) -> Path:
+        a = self.assignment
+        return self.root / "source" / a.name / f"{a.notebook}.ipynb"
+
+    @property
+    def digest(self) -> str:
+        return self.root.name.rsplit("-", 1)[-1]
+
+
+def source_digest(assignment: Assignment) -> str:
+    import nbgrader
+
+    h = hashlib.sha256(assignment.source.read_bytes())
+    h.update(f"{nbgrader.__version__}/{CONFIG_VERSION}".encode())
+    return h.hexdigest()[:16]
+
+
+def course_dir(assignment: Assignment, cache: Path = COURSES_DIR) -> CourseDir:
+    """The cached nbgrader course folder of `assignment`, built if needed."""
+    root = cache / f"{assignment.name}-{source_digest(assignment)}"
+    if (root / ".complete").exists():
+        return CourseDir(assignment, root)
+    cache.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{assignment.name}-", dir=cache))
+    try:
+        build_course(assignment, building)
+        (building / ".complete").write_text("ok\n")
+        try:
+            building.rename(root)
+        except OSError:  # another process finished first; use its folder
+            shutil.rmtree(building, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return CourseDir(assignment, root)
+
+
+def write_config(root: Path) -> None:
+    (root / "nbgrader_config.py").write_text(
+        NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db")), encoding="utf-8")
+
+
+def run_nbgrader(root: Path, *args: str) -> None:
+    """Run an nbgrader command in course folder `root`; raise CourseError with its log on failure."""
+    env = dict(os.environ)
+    # nbgrader runs the `alembic` executable, which lives next to this interpreter.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        raise CourseError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(log))
+
+
+def build_course(assignment: Assignment, root: Path) -> None:
+    target = root / "source" / assignment.name / f"{assignment.notebook}.ipynb"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(assignment.source, target)
+    write_config(root)
+    run_nbgrader(root, "generate_assignment", assignment.name, "--force")
+
+
+def release_all(solutions_dir: Path = SOLUTIONS_DIR,
+                assignments_dir: Path = ASSIGNMENTS_DIR) -> list[Path]:
+    """Regenerate every student notebook in `assignments_dir` from `solutions_dir`."""
+    written = []
+    for a in assignments(solutions_dir):
+        course = course_dir(a)
+        target = assignments_dir / a.name / f"{a.notebook}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(course.release, target)
+        written.append(target)
+    return written

@@ -1,0 +1,245 @@
+"""Executing a notebook cell by cell so that one bad cell costs only what it affects.
+
+nbgrader's own executor runs the notebook in one go: a hung cell or a dead kernel loses the whole
+notebook. Here each code cell runs with its own time limit; after a hang the kernel is interrupted
+(and restarted if it ignores the interrupt), after a crash it is restarted, and in both cases the
+cells that had succeeded are replayed silently so later, unaffected tests still run. A notebook
+time limit bounds the total.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+from autograder import sandbox
+from autograder.guard import Guard
+
+#: Text a single cell may print before the rest is dropped (protects the grader's memory).
+MAX_OUTPUT_CHARS = 200_000
+MAX_RESTARTS = 3
+INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer after an interrupt
+
+
+@dataclass
+class CellOutcome:
+    """How one cell ended: ok, error, timeout, died (kernel crashed), or skipped."""
+
+    status: str
+    ename: str = ""
+    evalue: str = ""
+    note: str = ""
+
+
+@dataclass
+class Execution:
+    outcomes: dict[int, CellOutcome] = field(default_factory=dict)
+    restarts: int = 0
+    crashed: bool = False
+    timed_out: bool = False  # the notebook time limit was reached
+    tampering: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _SandboxedKernelManager(AsyncKernelManager):
+    """Launches the kernel through `sandbox.wrap` at the configured isolation level."""
+
+    isolation_level = "none"
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        return sandbox.wrap(super().format_kernel_cmd(extra_arguments), self.isolation_level)
+
+
+class _CappedClient(NotebookClient):
+    """An nbclient that caps each cell's printed text."""
+
+    def output(self, outs, msg, display_id, cell_index):
+        total = sum(len(o.get("text", "")) for o in outs if o.get("output_type") == "stream")
+        if total > MAX_OUTPUT_CHARS:
+            return None
+        out = super().output(outs, msg, display_id, cell_index)
+        if total + len(msg["content"].get("text", "")) > MAX_OUTPUT_CHARS and outs:
+            outs.append(nbformat.v4.new_output("stream", name="stderr",
+                                               text="\n[output truncated by the grader]\n"))
+        return out
+
+
+class Runner:
+    """Runs the code cells of `nb` in the order given, recording one outcome per cell."""
+
+    def __init__(self, nb: NotebookNode, *, cell_timeout: float, notebook_timeout: float,
+                 guard: Guard | None, isolation: sandbox.Isolation | None = None,
+                 hidden_paths: list[Path] | None = None, memory_mb: int | None = None):
+        self.nb = nb
+        self.cell_timeout = cell_timeout
+        self.notebook_timeout = notebook_timeout
+        self.guard = guard
+        self.isolation = isolation or sandbox.Isolation("none", "not requested")
+        self.hidden_paths = hidden_paths or []
+        self.memory_mb = memory_mb
+        self.client: _CappedClient | None = None
+        self._replies: dict[int, dict] = {}
+
+    # -- kernel lifecycle ------------------------------------------------------------------
+    def _start(self, run_dir: Path) -> None:
+        km = _SandboxedKernelManager(kernel_name="python3")
+        km.isolation_level = self.isolation.level
+        env = dict(os.environ)
+        if self.isolation.level != "none":
+            km.transport = "ipc"  # the kernel has no network, not even loopback
+            km.ip = str(run_dir / "k")
+            km.connection_file = str(run_dir / "kernel.json")
+            env.update(sandbox.env_for(run_dir, self.hidden_paths, self.memory_mb))
+        client = _CappedClient(self.nb, km=km, timeout=int(self.cell_timeout), allow_errors=True,
+                               interrupt_on_timeout=False, kernel_name="python3",
+                               shutdown_kernel="immediate", iopub_timeout=10,
+                               resources={"metadata": {"path": str(run_dir / "work")}})
+        client.on_cell_executed = self._record_reply
+        client.start_new_kernel(cwd=str(run_dir / "work"), env=env)
+        client.start_new_kernel_client()
+        self.client = client
+        if self.guard is not None:
+            self._run_code(self.guard.startup_code(), self.cell_timeout)
+
+    def _stop(self) -> None:
+        if self.client is not None and self.client.km is not None:
+            try:
+                self.client._cleanup_kernel()
+            except Exception:  # the kernel may already be gone; nothing more to free
+                pass
+        self.client = None
+
+    def _record_reply(self, cell, cell_index, execute_reply):
+        self._replies[cell_index] = execute_reply.get("content", {}) if execute_reply else {}
+
+    def _run_code(self, code: str, timeout: float) -> NotebookNode:
+        """Run grader code (not part of the notebook) and return its cell with outputs."""
+        assert self.client is not None
+        cell = nbformat.v4.new_code_cell(source=code)
+        self.client.timeout = max(1, math.ceil(timeout))
+        self.nb.cells.append(cell)  # nbclient writes the executed cell back by index
+        try:
+            self.client.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
+        finally:
+            self.nb.cells.pop()
+        return cell
+
+    def _responsive(self) -> bool:
+        try:
+            self._run_code("pass", INTERRUPT_GRACE)
+            return True
+        except (CellTimeoutError, DeadKernelError):
+            return False
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self, order: list[int], run_dir: Path) -> Execution:
+        result = Execution()
+        started = time.monotonic()
+        deadline = started + self.notebook_timeout
+        succeeded: list[int] = []
+        try:
+            self._start(run_dir)
+            for index in order:
+                cell = self.nb.cells[index]
+                if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                remaining = deadline - time.monotonic()
+                if result.timed_out or remaining <= 1 or self.client is None:
+                    why = ("the notebook time limit was reached" if result.timed_out or
+                           remaining <= 1 else "the kernel could not be restarted")
+                    result.timed_out = result.timed_out or remaining <= 1
+                    result.outcomes[index] = CellOutcome("skipped", note=f"not run: {why}")
+                    continue
+                if self.guard is not None and cell.metadata.get("nbgrader", {}).get("grade"):
+                    self._check_integrity(result, remaining)
+                outcome = self._execute(cell, index, min(self.cell_timeout, remaining))
+                if outcome.status == "timeout" and self.cell_timeout > remaining:
+                    result.timed_out = True
+                    outcome.note = "the notebook time limit was reached while this cell ran"
+                result.outcomes[index] = outcome
+                if outcome.status == "ok":
+                    succeeded.append(index)
+                elif outcome.status in ("timeout", "died"):
+                    result.crashed |= outcome.status == "died"
+                    if outcome.status == "died" or not self._responsive():
+                        self._restart(result, succeeded, deadline, run_dir)
+        finally:
+            self._stop()
+            result.seconds = time.monotonic() - started
+        return result
+
+    def _execute(self, cell: NotebookNode, index: int, timeout: float) -> CellOutcome:
+        assert self.client is not None
+        self._replies.pop(index, None)
+        self.client.timeout = max(1, math.ceil(timeout))
+        hidden = cell.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_hidden")
+        try:
+            self.client.execute_cell(cell, index, store_history=not hidden)
+        except CellTimeoutError:
+            return CellOutcome("timeout", "TimeoutError",
+                               f"the cell ran longer than {timeout:.0f} s and was stopped")
+        except DeadKernelError:
+            return CellOutcome("died", "KernelDied", "the kernel died while running this cell "
+                               "(a crash, os._exit, or the memory limit)")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        reply = self._replies.get(index, {})
+        if errors:
+            return CellOutcome("error", errors[-1].get("ename", ""), errors[-1].get("evalue", ""))
+        if reply.get("status") == "error":
+            return CellOutcome("error", reply.get("ename", "Error"), reply.get("evalue", ""))
+        return CellOutcome("ok")
+
+    def _check_integrity(self, result: Execution, remaining: float) -> None:
+        assert self.guard is not None
+        try:
+            cell = self._run_code(self.guard.check_code(), min(30.0, remaining))
+        except (CellTimeoutError, DeadKernelError):
+            problems = ["the integrity check did not finish"]
+        else:
+            problems = self.guard.parse(cell.get("outputs", []))
+        for problem in problems:
+            if problem not in result.tampering:
+                result.tampering.append(problem)
+
+    def _restart(self, result: Execution, succeeded: list[int], deadline: float,
+                 run_dir: Path) -> None:
+        """Start a fresh kernel and replay the cells that had succeeded, discarding outputs."""
+        self._stop()
+        if result.restarts >= MAX_RESTARTS:
+            return
+        result.restarts += 1
+        try:
+            self._start(run_dir)
+            for index in succeeded:
+                remaining = deadline - time.monotonic()
+                replay = self.nb.cells[index].copy()
+                if remaining <= 1 or self._execute(replay, index, min(self.cell_timeout,
+                                                                       remaining)).status in (
+                        "timeout", "died"):
+                    self._stop()
+                    return
+        except Exception:  # a kernel that will not start again: the remaining cells are skipped
+            self._stop()
+
+
+def make_run_dir() -> Path:
+    """A private folder for one run in the temp folder: `work/` is the kernel's working directory."""
+    run = Path(tempfile.mkdtemp(prefix="ag-"))
+    (run / "work").mkdir()
+    (run / "stage").mkdir()  # see sandbox._SCRIPT
+    return run
+
+
+def remove_run_dir(run: Path) -> None:
+    shutil.rmtree(run, ignore_errors=True)

@@ -1,0 +1,230 @@
+"""Grading one notebook: the learner's `check` and the instructor's `grade`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder import sandbox
+from autograder.course import SOLUTIONS_DIR, CourseDir, course_dir, find_assignment, \
+    match_assignment
+from autograder.execute import CellOutcome, Execution, Runner, make_run_dir, remove_run_dir
+from autograder.guard import Guard
+from autograder.notebooks import InvalidNotebook, Merged, grade_id, is_hidden_test, \
+    is_test_cell, merge, points, read_notebook
+from autograder.results import GradeResult, TestResult
+
+DEFAULT_CELL_TIMEOUT = 60  # seconds per cell; every solution cell runs in under 10 s
+DEFAULT_TIMEOUT = 600  # seconds per notebook, replays after a crash included
+DEFAULT_MEMORY_MB = 4096  # address-space cap of a sandboxed kernel
+MESSAGE_CHARS = 300
+
+
+@dataclass
+class Limits:
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT
+    memory_mb: int | None = DEFAULT_MEMORY_MB
+
+
+@dataclass
+class Graded:
+    result: GradeResult
+    notebook: NotebookNode | None = None  # the executed notebook (hidden outputs reduced)
+    hidden_paths: list[Path] = field(default_factory=list)
+
+
+def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
+    """Visible tests only, from nothing but the notebook (and its released version if found)."""
+    name = path.stem
+    try:
+        nb = read_notebook(path)
+    except InvalidNotebook as err:
+        return Graded(GradeResult(path.name, name, "invalid", str(err)))
+    assignment = nb.metadata.get("autograder", {}).get("assignment", name)
+    release = release or _find_release(path)
+    flags: list[str] = []
+    if release is not None:
+        pristine = nbformat.read(release, as_version=4)
+        merged = merge(nb, pristine, pristine)
+        if merged.restored:
+            flags.append("tests_restored")
+    else:
+        merged = Merged(nb=nb)
+        if _edited_tests(nb):
+            flags.append("tests_edited")
+    tests = [c for c in merged.nb.cells if is_test_cell(c) and not is_hidden_test(c)]
+    if not tests:
+        return Graded(GradeResult(path.name, assignment, "invalid",
+                                  "no visible test cells found: is this an LLM Lab assignment?"))
+    guard = Guard(watched=_watched_modules(merged.nb), blocked=_blocked_imports(merged.nb))
+    execution = _execute(merged.nb, limits, guard, sandbox.Isolation("none", "learner's check"),
+                         [], skip_hidden=True)
+    result = _result(path.name, assignment, merged, execution, tests, flags)
+    return Graded(result, merged.nb)
+
+
+def grade(path: Path, limits: Limits, assignment_name: str | None = None,
+          solutions_dir: Path = SOLUTIONS_DIR, extra_hidden: list[Path] | None = None,
+          isolate: bool = True) -> Graded:
+    """Visible and hidden tests from the matching solutions notebook."""
+    try:
+        nb = read_notebook(path)
+    except InvalidNotebook as err:
+        assignment = (find_assignment(assignment_name, solutions_dir) if assignment_name
+                      else None)
+        result = GradeResult(path.name, assignment.name if assignment else "?", "invalid",
+                             str(err))
+        if assignment is not None:  # still list every test, each scoring 0, for the gradebook
+            course = course_dir(assignment)
+            source = nbformat.read(course.source, as_version=4)
+            result.tests = [TestResult(grade_id(c) or "?", 0.0, points(c), str(err))
+                            for c in source.cells if is_test_cell(c)]
+        return Graded(result)
+    assignment = (find_assignment(assignment_name, solutions_dir) if assignment_name
+                  else match_assignment(nb, path.name, solutions_dir))
+    if assignment is None:
+        return Graded(GradeResult(path.name, "?", "invalid",
+                                  "no assignment matches this notebook; pass --assignment"))
+    course = course_dir(assignment)
+    source = nbformat.read(course.source, as_version=4)
+    release = nbformat.read(course.release, as_version=4)
+    merged = merge(nb, source, release)
+    flags = ["tests_restored"] if merged.restored else []
+    if merged.missing_answers:
+        flags.append("answers_missing")
+    if path.stem != assignment.notebook:
+        flags.append("renamed")
+    isolation = sandbox.available() if isolate else sandbox.Isolation("none", "disabled")
+    flags += isolation.flags
+    hidden = _secret_paths(course, solutions_dir) + list(extra_hidden or [])
+    guard = Guard(watched=_watched_modules(source), blocked=_blocked_imports(source))
+    execution = _execute(merged.nb, limits, guard, isolation, hidden, skip_hidden=False)
+    tests = [c for c in merged.nb.cells if is_test_cell(c)]
+    result = _result(path.name, assignment.name, merged, execution, tests, flags)
+    result.isolation = isolation.describe()
+    _reduce_hidden_outputs(merged.nb)
+    return Graded(result, merged.nb, hidden)
+
+
+def _execute(nb: NotebookNode, limits: Limits, guard: Guard, isolation: sandbox.Isolation,
+             hidden: list[Path], skip_hidden: bool) -> Execution:
+    """Run all code cells; hidden tests last, after every student cell has run."""
+    order = [i for i, c in enumerate(nb.cells) if not is_hidden_test(c)]
+    if not skip_hidden:
+        order += [i for i, c in enumerate(nb.cells) if is_hidden_test(c)]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    runner = Runner(nb, cell_timeout=limits.cell_timeout, notebook_timeout=limits.timeout,
+                    guard=guard, isolation=isolation, hidden_paths=hidden,
+                    memory_mb=limits.memory_mb if isolation.level == "full" else None)
+    run_dir = make_run_dir()
+    try:
+        return runner.run(order, run_dir)
+    finally:
+        remove_run_dir(run_dir)
+
+
+def _result(filename: str, assignment: str, merged: Merged, execution: Execution,
+            tests: list[NotebookNode], flags: list[str]) -> GradeResult:
+    index = {id(c): i for i, c in enumerate(merged.nb.cells)}
+    results = []
+    for cell in tests:
+        outcome = execution.outcomes.get(index[id(cell)], CellOutcome("skipped", note="not run"))
+        passed = outcome.status == "ok" and not execution.tampering
+        message = "" if passed else _message(outcome, execution)
+        results.append(TestResult(grade_id(cell) or "?", points(cell) if passed else 0.0,
+                                  points(cell), message))
+    if execution.restarts:
+        flags.append(f"kernel_restarts={execution.restarts}")
+    if execution.tampering:
+        state, reason = "tampered", "the submission altered the grading environment: " + \
+            "; ".join(execution.tampering)
+    elif execution.crashed:
+        state, reason = "crashed", "the kernel died; tests after the crash ran in a new kernel"
+    elif execution.timed_out or any(o.status == "timeout" for o in execution.outcomes.values()):
+        state, reason = "timeout", ("the notebook time limit was reached" if execution.timed_out
+                                    else "a cell ran past the cell time limit and was stopped")
+    else:
+        state, reason = "graded", ""
+    return GradeResult(filename, assignment, state, _one_line(reason, 500), flags, results,
+                       round(execution.seconds, 2))
+
+
+def _message(outcome: CellOutcome, execution: Execution) -> str:
+    if execution.tampering:
+        return "not counted: the submission altered the grading environment"
+    if outcome.status == "skipped":
+        return outcome.note
+    if outcome.ename == "NotImplementedError":
+        return "not answered yet: the answer still raises NotImplementedError"
+    if outcome.ename == "AssertionError" and not outcome.evalue.strip():
+        return "AssertionError (a test failed)"
+    text = f"{outcome.ename}: {outcome.evalue}" if outcome.evalue else outcome.ename
+    if outcome.note:
+        text += f" ({outcome.note})"
+    return _one_line(text, MESSAGE_CHARS)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reduce_hidden_outputs(nb: NotebookNode) -> None:
+    """Hidden test cells keep only pass/fail and the assert message, never code or values."""
+    for cell in nb.cells:
+        if not is_hidden_test(cell):
+            continue
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        cell.outputs = []
+        if errors:
+            err = errors[-1]
+            line = _one_line(f"{err.get('ename', '')}: {err.get('evalue', '')}", MESSAGE_CHARS)
+            cell.outputs.append(nbformat.v4.new_output("error", ename=err.get("ename", ""),
+                                                       evalue=err.get("evalue", ""),
+                                                       traceback=[line]))
+
+
+def _secret_paths(course: CourseDir, solutions_dir: Path) -> list[Path]:
+    from llmlab import PROJECT_ROOT
+
+    return [solutions_dir, course.root.parent, PROJECT_ROOT / ".git", PROJECT_ROOT / "tests"]
+
+
+def _watched_modules(nb: NotebookNode) -> list[str]:
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    watched = ["builtins", "numpy", "numpy.testing", "numpy.linalg"]
+    if "torch" in text:
+        watched += ["torch", "torch.nn.functional", "torch.testing"]
+    return watched
+
+
+def _blocked_imports(nb: NotebookNode) -> list[str]:
+    """Modules an assignment forbids (notebook metadata `autograder.blocked_imports`)."""
+    blocked = nb.metadata.get("autograder", {}).get("blocked_imports", [])
+    return [str(b) for b in blocked] + ["autograder"]
+
+
+def _find_release(path: Path) -> Path | None:
+    """The released notebook in an enclosing course checkout, unless it is this very file."""
+    for parent in path.resolve().parents:
+        candidate = parent / "assignments" / path.stem / f"{path.stem}.ipynb"
+        if candidate.exists():
+            return None if candidate.resolve() == path.resolve() else candidate
+    return None
+
+
+def _edited_tests(nb: NotebookNode) -> bool:
+    """True if a test cell's text differs from the checksum nbgrader recorded at release."""
+    from nbgrader.utils import compute_checksum
+
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if is_test_cell(cell) and "checksum" in meta and compute_checksum(cell) != meta["checksum"]:
+            return True
+    return False

@@ -1,0 +1,122 @@
+"""Operating-system isolation of a grading kernel (Linux).
+
+The kernel runs in its own network namespace (no network at all: it talks to the grader over Unix
+sockets) and its own mount namespace in which the whole file system is read-only, the folders that
+hold secrets (solutions, hidden tests, the gradebook, other students' work, git history) are covered
+by empty file systems, `/tmp` is private, and only its own run folder is writable. It keeps the
+grader's user but drops every capability, so it cannot undo any of that, and its address space is
+capped. Each level is probed once; what is not available is reported, never claimed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# Runs as root inside the new namespaces, then execs the kernel without capabilities.
+# "$AG_RUN" (connection file, sockets, working directory) lives in the temp folder "$AG_TMP".
+# A fresh tmpfs is prepared in "$AG_RUN/stage" with the run folder bound inside it at the same
+# relative path, then moved over "$AG_TMP": the kernel sees its own run folder and nothing else.
+_SCRIPT = r"""
+set -e
+rel="${AG_RUN#"$AG_TMP"/}"
+mount -t tmpfs -o size=512m,mode=1777 tmpfs "$AG_RUN/stage"
+mkdir -p "$AG_RUN/stage/$rel"
+mount --bind "$AG_RUN" "$AG_RUN/stage/$rel"
+mount --move "$AG_RUN/stage" "$AG_TMP"
+mount -o remount,bind,ro /
+for d in /tmp /dev/shm /var/tmp; do
+  if [ -d "$d" ] && [ "$d" != "$AG_TMP" ]; then mount -t tmpfs -o size=64m,mode=1777 tmpfs "$d"; fi
+done
+IFS='
+'
+for d in $AG_HIDE; do
+  if [ -d "$d" ]; then mount -t tmpfs -o size=1m,mode=0555 tmpfs "$d"; fi
+done
+cd "$AG_RUN/work"
+if [ -n "$AG_MEM_KB" ]; then ulimit -v "$AG_MEM_KB"; fi
+unset AG_HIDE AG_RUN AG_TMP AG_MEM_KB
+exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"
+"""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What isolation a grading kernel gets on this machine."""
+
+    level: str  # "full", "network", or "none"
+    reason: str  # why not better, or "" for full
+
+    @property
+    def flags(self) -> list[str]:
+        return [] if self.level == "full" else [f"isolation_{self.level}"]
+
+    def describe(self) -> str:
+        if self.level == "full":
+            return ("isolated: no network, read-only file system, solutions and other "
+                    "submissions hidden, no capabilities")
+        if self.level == "network":
+            return f"partly isolated: no network, but files are not hidden ({self.reason})"
+        return f"NOT isolated: student code can reach the network and read files ({self.reason})"
+
+
+def _unshare_prefix(*namespaces: str) -> list[str]:
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return ["unshare", *namespaces, *([] if root else ["--map-root-user"])]
+
+
+def wrap(cmd: list[str], level: str) -> list[str]:
+    """The kernel command `cmd` wrapped for an isolation level."""
+    if level == "full":
+        return [*_unshare_prefix("--net", "--mount", "--propagation", "private"), "--",
+                "/bin/sh", "-c", _SCRIPT, "sandbox", *cmd]
+    if level == "network":
+        return [*_unshare_prefix("--net"), "--", *cmd]
+    return cmd
+
+
+def env_for(run_dir: Path, hidden: list[Path], memory_mb: int | None) -> dict[str, str]:
+    return {
+        "AG_RUN": str(run_dir),
+        "AG_TMP": str(run_dir.parent),
+        "AG_HIDE": "\n".join(str(p) for p in hidden),
+        "AG_MEM_KB": str(memory_mb * 1024) if memory_mb else "",
+        # the home folder is read-only in the sandbox: IPython and matplotlib write here instead
+        "IPYTHONDIR": str(run_dir / "work" / ".ipython"),
+        "MPLCONFIGDIR": str(run_dir / "work" / ".matplotlib"),
+    }
+
+
+@functools.cache
+def available() -> Isolation:
+    """Probe once which level works: start a Python under it and read a marker back."""
+    if not sys.platform.startswith("linux"):
+        return Isolation("none", f"no namespaces on {sys.platform}")
+    missing = [tool for tool in ("unshare", "setpriv") if shutil.which(tool) is None]
+    if missing:
+        return Isolation("none", f"{', '.join(missing)} not installed")
+    import tempfile
+
+    probe = [sys.executable, "-c", "import os; print('ok:' + os.getcwd())"]
+    with tempfile.TemporaryDirectory(prefix="ag-probe-") as tmp:
+        run = Path(tmp)
+        (run / "work").mkdir()
+        (run / "stage").mkdir()
+        env = {**os.environ, **env_for(run, [], None)}
+        errors = []
+        for level in ("full", "network"):
+            try:
+                out = subprocess.run(wrap(probe, level), env=env, capture_output=True, text=True,
+                                     timeout=30, cwd=run)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                errors.append(f"{level}: {err}")
+                continue
+            if out.returncode == 0 and out.stdout.startswith("ok:"):
+                return Isolation(level, "; ".join(errors))
+            errors.append(f"{level}: {(out.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return Isolation("none", "; ".join(errors))
