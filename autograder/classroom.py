@@ -31,8 +31,15 @@ from pathlib import Path
 import nbformat
 from tqdm.auto import tqdm
 
-from autograder.course import Assignment, CourseDir, course_dir, find_assignment, run_nbgrader, \
-    write_config
+from autograder.course import (
+    SOLUTIONS_DIR,
+    Assignment,
+    CourseDir,
+    course_dir,
+    find_assignment,
+    run_nbgrader,
+    write_config,
+)
 from autograder.grading import Limits
 from autograder.notebooks import grade_id, is_test_cell, points
 from autograder.results import GradeResult, TestResult
@@ -103,10 +110,10 @@ def _key(sub: Submission, course: CourseDir, limits: Limits) -> str:
 
 
 def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 2,
-                limits: Limits | None = None, force: bool = False,
-                progress: bool = True) -> list[GradeResult]:
+                limits: Limits | None = None, force: bool = False, progress: bool = True,
+                solutions_dir: Path = SOLUTIONS_DIR) -> list[GradeResult]:
     limits = limits or Limits()
-    assignment = find_assignment(assignment_name)
+    assignment = find_assignment(assignment_name, solutions_dir)
     course = course_dir(assignment)
     _init_out(out, course)
     subs = discover(submissions, assignment)
@@ -130,7 +137,8 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     bar = tqdm(total=len(subs), initial=len(subs) - len(todo), desc=f"grading {assignment.name}",
                unit="nb", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_grade_one, sub, assignment, course, out, submissions, limits):
+        futures = {pool.submit(_grade_one, sub, assignment, course, out, submissions, limits,
+                               solutions_dir):
                    (sub, key) for sub, key in todo}
         for future in as_completed(futures):
             sub, key = futures[future]
@@ -159,7 +167,7 @@ def _init_out(out: Path, course: CourseDir) -> None:
 
 
 def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: Path,
-               submissions: Path, limits: Limits) -> GradeResult:
+               submissions: Path, limits: Limits, solutions_dir: Path) -> GradeResult:
     if sub.path is None:
         return _zero(sub.student, assignment, course, "invalid", sub.problem)
     results = out / "results"
@@ -170,7 +178,7 @@ def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: 
            "--record", str(record), "--autograded-out", str(autograded),
            "--cell-timeout", str(limits.cell_timeout), "--timeout", str(limits.timeout),
            "--memory-mb", str(limits.memory_mb or 0), "--hide", str(out.resolve()),
-           "--hide", str(submissions.resolve()), "--quiet"]
+           "--hide", str(submissions.resolve()), "--solutions", str(solutions_dir), "--quiet"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limits.timeout + 120)
     except subprocess.TimeoutExpired:

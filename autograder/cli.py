@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from autograder.course import SOLUTIONS_DIR
 from autograder.grading import DEFAULT_CELL_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits
 from autograder.results import GradeResult
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--autograded-out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--hide", type=Path, action="append", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     _limits(p)
 
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (an nbgrader course)")
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel workers (default 2)")
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     _limits(p)
 
     sub.add_parser("release", help="regenerate assignments/ from solutions/ (maintainers)")
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "grade":
             from autograder.grading import grade
 
-            graded = grade(args.notebook, limits, args.assignment, extra_hidden=args.hide)
+            graded = grade(args.notebook, limits, args.assignment, args.solutions,
+                           extra_hidden=args.hide)
             if args.autograded_out and graded.notebook is not None:
                 import nbformat
 
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             from autograder.classroom import grade_class
 
             results = grade_class(args.submissions, args.assignment, args.out, args.jobs, limits,
-                                  args.force)
+                                  args.force, solutions_dir=args.solutions)
             counts: dict[str, int] = {}
             for r in results:
                 counts[r.state] = counts.get(r.state, 0) + 1

@@ -21,9 +21,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from llmlab import CACHE_DIR, PROJECT_ROOT
-
 from autograder.notebooks import grade_id
+from llmlab import CACHE_DIR, PROJECT_ROOT
 
 SOLUTIONS_DIR = PROJECT_ROOT / "solutions"
 ASSIGNMENTS_DIR = PROJECT_ROOT / "assignments"
@@ -151,7 +150,7 @@ def write_config(root: Path) -> None:
 
 
 def run_nbgrader(root: Path, *args: str) -> None:
-    """Run an nbgrader command in course folder `root`; raise CourseError with its log on failure."""
+    """Run an nbgrader command in course folder `root`; raise CourseError on failure."""
     env = dict(os.environ)
     # nbgrader runs the `alembic` executable, which lives next to this interpreter.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

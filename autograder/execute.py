@@ -234,7 +234,7 @@ class Runner:
 
 
 def make_run_dir() -> Path:
-    """A private folder for one run in the temp folder: `work/` is the kernel's working directory."""
+    """A private run folder in the temp folder; `work/` is the kernel's working directory."""
     run = Path(tempfile.mkdtemp(prefix="ag-"))
     (run / "work").mkdir()
     (run / "stage").mkdir()  # see sandbox._SCRIPT

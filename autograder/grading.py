@@ -9,12 +9,25 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder import sandbox
-from autograder.course import SOLUTIONS_DIR, CourseDir, course_dir, find_assignment, \
-    match_assignment
+from autograder.course import (
+    SOLUTIONS_DIR,
+    CourseDir,
+    course_dir,
+    find_assignment,
+    match_assignment,
+)
 from autograder.execute import CellOutcome, Execution, Runner, make_run_dir, remove_run_dir
 from autograder.guard import Guard
-from autograder.notebooks import InvalidNotebook, Merged, grade_id, is_hidden_test, \
-    is_test_cell, merge, points, read_notebook
+from autograder.notebooks import (
+    InvalidNotebook,
+    Merged,
+    grade_id,
+    is_hidden_test,
+    is_test_cell,
+    merge,
+    points,
+    read_notebook,
+)
 from autograder.results import GradeResult, TestResult
 
 DEFAULT_CELL_TIMEOUT = 60  # seconds per cell; every solution cell runs in under 10 s
@@ -96,8 +109,6 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     flags = ["tests_restored"] if merged.restored else []
     if merged.missing_answers:
         flags.append("answers_missing")
-    if path.stem != assignment.notebook:
-        flags.append("renamed")
     isolation = sandbox.available() if isolate else sandbox.Isolation("none", "disabled")
     flags += isolation.flags
     hidden = _secret_paths(course, solutions_dir) + list(extra_hidden or [])
@@ -193,7 +204,8 @@ def _reduce_hidden_outputs(nb: NotebookNode) -> None:
 def _secret_paths(course: CourseDir, solutions_dir: Path) -> list[Path]:
     from llmlab import PROJECT_ROOT
 
-    return [solutions_dir, course.root.parent, PROJECT_ROOT / ".git", PROJECT_ROOT / "tests"]
+    return [solutions_dir, SOLUTIONS_DIR, course.root.parent, PROJECT_ROOT / ".git",
+            PROJECT_ROOT / "tests"]
 
 
 def _watched_modules(nb: NotebookNode) -> list[str]:

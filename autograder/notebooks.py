@@ -105,9 +105,9 @@ def merge(submission: NotebookNode, source: NotebookNode, release: NotebookNode)
     """Rebuild `submission` around the instructor cells of `source`.
 
     `release` is the student version of `source`: a submitted instructor cell that differs from its
-    released (and its source) text was edited (or was deleted when absent); either way the source's cell is used and
-    the grade_id is listed in `restored`. Answer cells missing from the submission fall back to the
-    released stub. The student's extra cells follow the answer or instructor cell they followed.
+    released (and its source) text was edited, or was deleted when absent; either way the source's
+    cell is used and the grade_id is listed in `restored`. Answer cells missing from the submission
+    fall back to the released stub. The student's extra cells follow the cell they followed.
     """
     released = {grade_id(c): c for c in release.cells if grade_id(c)}
     source_ids = {grade_id(c) for c in source.cells if grade_id(c)}
@@ -136,14 +136,16 @@ def merge(submission: NotebookNode, source: NotebookNode, release: NotebookNode)
         elif gid is not None and is_answer_cell(src):
             merged.missing_answers.append(gid)
             cells.append(_answer_cell(released.get(gid, src), src))
+        elif gid is None:
+            continue  # the student's own copy of a free cell (title, notes) is among the extras
         else:
             cells.append(src.copy())
-            if gid is not None and is_instructor_cell(src):
+            if is_instructor_cell(src):
                 sub = seen_instructor.get(gid)
                 if sub is None or sub.get("source", "") not in (released.get(gid, src).source,
                                                                  src.source):
                     merged.restored.append(gid)
-        cells.extend(extras_after.pop(gid, []) if gid is not None else [])
+        cells.extend(extras_after.pop(gid, []))
     for rest in extras_after.values():  # anchors that only existed in the submission
         cells.extend(rest)
     _unique_ids(merged.nb)

@@ -1,0 +1,48 @@
+import copy
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import toy  # noqa: E402
+
+from autograder.course import Assignment, course_dir  # noqa: E402
+from autograder.notebooks import grade_id  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def toy_solutions(tmp_path_factory) -> Path:
+    """A solutions folder holding the toy assignment."""
+    folder = tmp_path_factory.mktemp("solutions")
+    toy.build(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_release(toy_solutions) -> nbformat.NotebookNode:
+    """The student version of the toy assignment, as nbgrader generates it."""
+    course = course_dir(Assignment("toy", toy_solutions / "toy" / "toy.ipynb"))
+    return nbformat.read(course.release, as_version=4)
+
+
+def submission(release, answers=None, drop=(), edit=None, extra=None):
+    """A student notebook: the release with answers filled in, cells dropped or edited."""
+    nb = copy.deepcopy(release)
+    answers = {**{f"{ex}_answer": code for ex, code in toy.ANSWERS.items()}, **(answers or {})}
+    cells = []
+    for cell in nb.cells:
+        gid = grade_id(cell)
+        if gid in drop:
+            continue
+        if gid in answers:
+            cell.source = answers[gid]
+        if gid in (edit or {}):
+            cell.source = edit[gid]
+        cells.append(cell)
+        if gid in (extra or {}):
+            cells.append(nbformat.v4.new_code_cell(extra[gid]))
+    nb.cells = cells
+    return nb

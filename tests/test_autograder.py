@@ -1,0 +1,293 @@
+"""The autograder against crafted submissions: one per failure mode, graded as a class and alone.
+
+Points in the toy assignment: add_visible 1, add_hidden 2, mean_visible 1, mean_hidden 2.
+"""
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import submission
+
+from autograder import sandbox
+from autograder.grading import Limits, grade
+from llmlab import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+HANG = "while True:\n    pass\n"
+HANG_IGNORING_SIGINT = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                        "while True:\n    time.sleep(0.1)\n")
+CRASH = "import os\nos._exit(1)\n"
+WRONG_ADD = "def add(a, b):\n    return a - b\n"
+
+
+def _write(folder: Path, name: str, nb) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory, toy_solutions, toy_release):
+    """Grade one folder holding a submission for every failure mode; return rows by student."""
+    subs = tmp_path_factory.mktemp("submissions")
+    rel = toy_release
+    _write(subs, "solution.ipynb", nbformat.read(toy_solutions / "toy" / "toy.ipynb", 4))
+    _write(subs, "released.ipynb", rel)
+    (subs / "notjson.ipynb").write_text("this is not a notebook {", encoding="utf-8")
+    (subs / "jsonish.ipynb").write_text('{"cells": "no list here"}', encoding="utf-8")
+    (subs / "essay.txt").write_text("I did not do the assignment", encoding="utf-8")
+    (subs / "emptyrepo").mkdir()
+    (subs / "emptyrepo" / "README.md").write_text("nothing", encoding="utf-8")
+    _write(subs, "hangrepo/assignments/toy/toy.ipynb",
+           submission(rel, {"add_answer": HANG + toy_add()}))
+    _write(subs, "stubborn.ipynb", submission(rel, {"add_answer": HANG_IGNORING_SIGINT}))
+    _write(subs, "crash.ipynb", submission(rel, {"mean_answer": CRASH}))
+    _write(subs, "deleted.ipynb", submission(rel, drop={"add_visible", "add_hidden"}))
+    _write(subs, "edited.ipynb", submission(rel, {"add_answer": WRONG_ADD},
+                                            edit={"add_visible": "assert True\n"}))
+    _write(subs, "patcher.ipynb", submission(
+        rel, {"add_answer": WRONG_ADD}, extra={"add_answer": "import builtins\n"
+                                               "builtins.abs = lambda x: 0\n"}))
+    _write(subs, "transformer.ipynb", submission(rel, {"add_answer": WRONG_ADD}, extra={
+        "add_answer": "get_ipython().input_transformers_post.append(\n"
+                      "    lambda lines: [l for l in lines if 'assert' not in l])\n"}))
+    _write(subs, "faker.ipynb", submission(rel, {"add_answer": WRONG_ADD}, extra={
+        "add_answer": "print('add_visible 1/1 PASS')\nprint('Total: 6 / 6')\n"}))
+    out = tmp_path_factory.mktemp("grading")
+    cmd = [sys.executable, "-m", "autograder", "grade-class", str(subs), "--assignment", "toy",
+           "--out", str(out), "-j", "2", "--cell-timeout", "4", "--timeout", "90",
+           "--solutions", str(toy_solutions)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with (out / "grades.csv").open(encoding="utf-8") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    return out, rows, subs, cmd
+
+
+def toy_add():
+    import toy
+
+    return toy.ANSWERS["add"]
+
+
+def scores(row) -> dict:
+    return {k: float(row[k]) for k in ("add_visible", "add_hidden", "mean_visible", "mean_hidden")}
+
+
+def test_every_submission_gets_exactly_one_row(graded_class):
+    _, rows, _, _ = graded_class
+    assert sorted(rows) == sorted([
+        "solution", "released", "notjson", "jsonish", "essay", "emptyrepo", "hangrepo",
+        "stubborn", "crash", "deleted", "edited", "patcher", "transformer", "faker"])
+    for row in rows.values():
+        assert row["status"] in ("graded", "timeout", "crashed", "invalid", "tampered", "error")
+        assert float(row["max_score"]) == 6
+        assert float(row["score"]) == sum(scores(row).values())
+
+
+def test_solution_scores_full_marks_despite_stderr_warning(graded_class):
+    row = graded_class[1]["solution"]
+    assert (row["status"], float(row["score"]), row["reason"]) == ("graded", 6, "")
+
+
+def test_released_notebook_scores_zero(graded_class):
+    row = graded_class[1]["released"]
+    assert (row["status"], float(row["score"])) == ("graded", 0)
+
+
+@pytest.mark.parametrize("student, reason", [
+    ("notjson", "not valid JSON"), ("jsonish", "not a notebook"), ("essay", "not valid JSON"),
+    ("emptyrepo", "no notebook found")])
+def test_invalid_submissions(graded_class, student, reason):
+    row = graded_class[1][student]
+    assert row["status"] == "invalid" and float(row["score"]) == 0
+    assert reason in row["reason"]
+
+
+@pytest.mark.parametrize("student", ["hangrepo", "stubborn"])
+def test_hung_cell_costs_only_its_own_tests(graded_class, student):
+    row = graded_class[1][student]
+    assert row["status"] == "timeout"
+    assert scores(row) == {"add_visible": 0, "add_hidden": 0, "mean_visible": 1, "mean_hidden": 2}
+
+
+def test_kernel_that_ignores_interrupt_is_restarted(graded_class):
+    assert "kernel_restarts=1" in graded_class[1]["stubborn"]["flags"]
+
+
+def test_dead_kernel_keeps_earlier_points(graded_class):
+    row = graded_class[1]["crash"]
+    assert row["status"] == "crashed"
+    assert scores(row) == {"add_visible": 1, "add_hidden": 2, "mean_visible": 0, "mean_hidden": 0}
+
+
+def test_deleted_tests_are_restored(graded_class):
+    row = graded_class[1]["deleted"]
+    assert (row["status"], float(row["score"])) == ("graded", 6)
+    assert "tests_restored" in row["flags"]
+
+
+def test_edited_tests_are_restored_and_fail_wrong_answers(graded_class):
+    row = graded_class[1]["edited"]
+    assert "tests_restored" in row["flags"]
+    assert scores(row) == {"add_visible": 0, "add_hidden": 0, "mean_visible": 1, "mean_hidden": 2}
+
+
+@pytest.mark.parametrize("student, what", [("patcher", "builtins: abs"),
+                                           ("transformer", "input_transformers_post")])
+def test_patching_the_grading_environment_is_caught(graded_class, student, what):
+    row = graded_class[1][student]
+    assert (row["status"], float(row["score"])) == ("tampered", 0)
+    assert what in row["reason"]
+
+
+def test_printed_fake_scores_change_nothing(graded_class):
+    row = graded_class[1]["faker"]
+    assert row["status"] == "graded"
+    assert scores(row) == {"add_visible": 0, "add_hidden": 0, "mean_visible": 1, "mean_hidden": 2}
+
+
+def test_classroom_json_for_every_student(graded_class):
+    out, rows, _, _ = graded_class
+    for student, row in rows.items():
+        data = json.loads((out / "results" / f"{student}.json").read_text(encoding="utf-8"))
+        assert set(data) == {"version", "status", "max_score", "tests"} and data["version"] == 1
+        assert data["max_score"] == 6
+        assert [t["name"] for t in data["tests"]] == list(scores(row))
+        assert sum(t["score"] for t in data["tests"]) == float(row["score"])
+        for t in data["tests"]:
+            assert t["status"] == ("pass" if t["score"] == t["max_score"] else "fail")
+            assert t["status"] == "pass" or t["message"], "a failing test says why"
+        expected = {"invalid": "error"}.get(row["status"],
+                                           "pass" if float(row["score"]) == 6 else "fail")
+        assert data["status"] == expected
+
+
+def test_feedback_is_written_and_never_shows_hidden_tests(graded_class):
+    out, rows, _, _ = graded_class
+    pages = sorted((out / "feedback").glob("*/toy/toy.html"))
+    assert {p.parts[-3] for p in pages} >= {"solution", "released", "crash", "deleted"}
+    import toy
+
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert "BEGIN HIDDEN TESTS" not in html
+        for hidden_line in ("add(-1.5, 0.5)", "np.ones(1000) * 1e8"):
+            assert hidden_line not in html and hidden_line in "".join(toy.HIDDEN.values())
+
+
+def test_gradebook_holds_every_graded_score(graded_class):
+    from nbgrader.api import Gradebook
+
+    out, rows, _, _ = graded_class
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for student, row in rows.items():
+            sub = gb.find_submission("toy", student)
+            assert sub.score == pytest.approx(float(row["score"]))
+
+
+def test_rerun_skips_unchanged_submissions(graded_class):
+    out, rows, _, cmd = graded_class
+    before = (out / "grades.csv").read_text(encoding="utf-8")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "grades.csv").read_text(encoding="utf-8") == before
+    assert "14/14" in proc.stderr  # the progress bar starts complete: nothing was regraded
+
+
+def _grade_cli(path: Path, solutions: Path, tmp_path: Path, command="grade"):
+    out = tmp_path / f"{path.stem}.json"
+    cmd = [sys.executable, "-m", "autograder", command, str(path), "--json", str(out)]
+    if command == "grade":
+        cmd += ["--assignment", "toy", "--solutions", str(solutions)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return proc, json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_grade_invalid_notebook_exits_zero_with_error_json(tmp_path, toy_solutions):
+    bad = tmp_path / "toy.ipynb"
+    bad.write_bytes(b"\x00\x01 binary junk")
+    proc, data = _grade_cli(bad, toy_solutions, tmp_path)
+    assert proc.returncode == 0
+    assert data["status"] == "error" and data["max_score"] == 6
+    assert all(t["score"] == 0 and t["message"] for t in data["tests"])
+    assert "status: invalid" in proc.stdout
+
+
+def test_grade_prints_a_line_per_test_with_reasons(tmp_path, toy_solutions, toy_release):
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release, {"add_answer": WRONG_ADD}), path)
+    proc, data = _grade_cli(path, toy_solutions, tmp_path)
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert any("FAIL" in line and "add_visible" in line and "add must add two integers" in line
+               for line in lines)
+    assert any("FAIL" in line and "add_hidden" in line and "negative floats" in line
+               for line in lines)
+    assert "Total: 3 / 6" in proc.stdout
+    assert data["status"] == "fail"
+
+
+def test_check_runs_visible_tests_only(tmp_path, toy_release):
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(toy_release, path)
+    proc, data = _grade_cli(path, None, tmp_path, command="check")
+    assert proc.returncode == 0
+    assert [t["name"] for t in data["tests"]] == ["add_visible", "mean_visible"]
+    assert data["max_score"] == 2 and sum(t["score"] for t in data["tests"]) == 0
+    assert "NotImplementedError" in data["tests"][0]["message"]
+    nbformat.write(submission(toy_release), path)
+    proc, data = _grade_cli(path, None, tmp_path, command="check")
+    assert data["status"] == "pass" and sum(t["score"] for t in data["tests"]) == 2
+
+
+def test_check_flags_edited_tests(tmp_path, toy_release):
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release, {"add_answer": WRONG_ADD},
+                              edit={"add_visible": "assert True\n"}), path)
+    proc, data = _grade_cli(path, None, tmp_path, command="check")
+    assert "tests_edited" in proc.stdout
+
+
+@pytest.fixture
+def loopback_server():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.skipif(sandbox.available().level != "full",
+                    reason=f"no full sandbox here: {sandbox.available().reason}")
+def test_sandbox_hides_secrets_and_blocks_network_and_writes(tmp_path, toy_solutions,
+                                                             toy_release, loopback_server):
+    probe = (
+        "import os, socket\n"
+        f"print('solutions:', os.path.exists({str(toy_solutions / 'toy' / 'toy.ipynb')!r}))\n"
+        f"print('git:', os.path.exists({str(PROJECT_ROOT / '.git' / 'HEAD')!r}))\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {loopback_server}), timeout=3)\n"
+        "    print('network: reached')\n"
+        "except OSError:\n    print('network: blocked')\n"
+        "try:\n"
+        f"    open({str(PROJECT_ROOT / 'pwned.txt')!r}, 'w').write('x')\n"
+        "    print('write: allowed')\n"
+        "except OSError:\n    print('write: blocked')\n")
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release, extra={"add_answer": probe}), path)
+    graded = grade(path, Limits(cell_timeout=20, timeout=120), "toy", toy_solutions)
+    assert graded.result.score == 6 and graded.result.state == "graded"
+    printed = "".join(o.get("text", "") for c in graded.notebook.cells
+                      for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    assert "solutions: False" in printed
+    assert "git: False" in printed
+    assert "network: blocked" in printed
+    assert "write: blocked" in printed and not (PROJECT_ROOT / "pwned.txt").exists()
