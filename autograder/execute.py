@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -106,7 +107,9 @@ class Runner:
                                shutdown_kernel="immediate", iopub_timeout=10,
                                resources={"metadata": {"path": str(run_dir / "work")}})
         client.on_cell_executed = self._record_reply
-        client.start_new_kernel(cwd=str(run_dir / "work"), env=env)
+        # the kernel process's own log lines (not cell output) would only clutter the report
+        client.start_new_kernel(cwd=str(run_dir / "work"), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         client.start_new_kernel_client()
         self.client = client
         if self.guard is not None:

@@ -1,4 +1,4 @@
-"""LLM Lab: reference implementations and helpers that the lectures import once they have taught them."""
+"""LLM Lab: reference implementations and helpers the lectures import once they have taught them."""
 
 from pathlib import Path
 

@@ -1,0 +1,189 @@
+"""Every module's notebooks: conventions, generated student versions, grading, mutants, lectures."""
+
+import ast
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.course import ASSIGNMENTS_DIR, assignments, course_dir
+from autograder.grading import Limits, grade
+from autograder.lectures import execute, lectures
+from autograder.notebooks import grade_id, is_answer_cell, is_hidden_test, is_test_cell, points
+from llmlab import PROJECT_ROOT
+
+ASSIGNMENTS = assignments()
+LECTURES = lectures()
+MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
+TIMINGS = PROJECT_ROOT / "build" / "timings.json"
+GRADE_ID = re.compile(r"^[a-z0-9_]+$")
+
+
+def _ids(items):
+    return [getattr(i, "name", None) or Path(i).stem for i in items]
+
+
+def _exercises(nb) -> list[str]:
+    return [grade_id(c)[: -len("_answer")] for c in nb.cells if is_answer_cell(c)]
+
+
+def test_every_module_has_its_three_notebooks():
+    names = [a.name for a in ASSIGNMENTS]
+    assert names, "no assignments found in solutions/"
+    assert [p.stem for p in LECTURES] == names
+    for name in names:
+        assert (ASSIGNMENTS_DIR / name / f"{name}.ipynb").exists(), f"run make assignments ({name})"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
+def test_solution_follows_the_authoring_conventions(assignment):
+    raw = json.loads(assignment.source.read_text(encoding="utf-8"))
+    assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5)
+    nb = nbformat.read(assignment.source, as_version=4)
+    assert all(c.get("id") for c in nb.cells), "every cell has a stable id"
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "no outputs"
+    ids = [grade_id(c) for c in nb.cells if grade_id(c)]
+    assert len(ids) == len(set(ids)), "grade_ids are unique"
+    exercises = _exercises(nb)
+    assert exercises, "at least one exercise"
+    for ex in exercises:
+        for suffix in ("_task", "_answer", "_visible", "_hidden"):
+            assert f"{ex}{suffix}" in ids, f"{ex} has a {suffix} cell"
+        assert GRADE_ID.match(ex)
+    for cell in nb.cells:
+        gid = grade_id(cell) or ""
+        if is_test_cell(cell):
+            assert points(cell) > 0, f"{gid} carries points"
+            hidden = "BEGIN HIDDEN TESTS" in cell.source
+            assert hidden == gid.endswith("_hidden"), f"{gid}: hidden tests only in _hidden cells"
+            if hidden:
+                assert cell.source.startswith(f"# Hidden tests for {gid[:-7]} run when"), gid
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Assert):
+                    assert node.msg is not None, f"{gid}: every assert names the property"
+            assert "print(" not in cell.source, f"{gid}: tests never print"
+        if is_answer_cell(cell):
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
+def test_committed_student_version_is_a_fresh_generation(assignment, tmp_path):
+    fresh = course_dir(assignment, cache=tmp_path).release
+    committed = ASSIGNMENTS_DIR / assignment.name / f"{assignment.notebook}.ipynb"
+    assert committed.read_bytes() == fresh.read_bytes(), "run make assignments"
+    text = committed.read_text(encoding="utf-8")
+    assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
+def test_solution_scores_full_marks(assignment):
+    result = grade(assignment.source, Limits(), assignment.name).result
+    assert result.state == "graded", result.summary()
+    assert result.score == result.max_score > 0, result.summary()
+    assert "tests_restored" not in result.flags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
+def test_released_notebook_scores_zero_without_crashing(assignment, tmp_path):
+    released = ASSIGNMENTS_DIR / assignment.name / f"{assignment.notebook}.ipynb"
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(released),
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["status"] == "fail" and data["max_score"] > 0
+    assert sum(t["score"] for t in data["tests"]) == 0
+    assert all(t["message"] for t in data["tests"])
+
+
+def _mutants(assignment) -> list[Path]:
+    return sorted((MUTANTS_DIR / assignment.name).glob("*.py"))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
+def test_every_exercise_has_honest_mutants(assignment):
+    exercises = _exercises(nbformat.read(assignment.source, as_version=4))
+    by_exercise: dict[str, list[str]] = {ex: [] for ex in exercises}
+    for path in _mutants(assignment):
+        ex, sep, _ = path.stem.partition("__")
+        assert sep and ex in by_exercise, f"{path.name} names no exercise of {assignment.name}"
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first in ("# expect: passes visible", "# expect: fails visible"), path.name
+        by_exercise[ex].append(first)
+    for ex, expects in by_exercise.items():
+        assert len(expects) >= 2, f"{ex} has at least two mutants"
+        assert "# expect: passes visible" in expects, f"a mutant of {ex} passes visible tests"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
+def test_mutants_lose_hidden_points(assignment, tmp_path):
+    """Each mutant, with every other answer correct, graded as a class in one batch."""
+    source = nbformat.read(assignment.source, as_version=4)
+    release = nbformat.read(ASSIGNMENTS_DIR / assignment.name / f"{assignment.notebook}.ipynb",
+                            as_version=4)
+    answers = {grade_id(c): c.source for c in source.cells if is_answer_cell(c)}
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    expected = {}
+    for path in _mutants(assignment):
+        ex = path.stem.split("__")[0]
+        nb = release.copy()
+        nb.cells = [c.copy() for c in release.cells]
+        for cell in nb.cells:
+            if grade_id(cell) in answers:
+                cell.source = answers[grade_id(cell)]
+            if grade_id(cell) == f"{ex}_answer":
+                cell.source = path.read_text(encoding="utf-8")
+        nbformat.write(nb, folder / f"{path.stem}.ipynb")
+        expected[path.stem] = (ex, "passes visible" in path.read_text().splitlines()[0])
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(folder),
+                           "--assignment", assignment.name, "--out", str(out), "-j", "2"],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with (out / "grades.csv").open(encoding="utf-8") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    maxima = {grade_id(c): points(c) for c in source.cells if is_test_cell(c)}
+    for stem, (ex, passes_visible) in expected.items():
+        row = rows[stem]
+        assert row["status"] == "graded", f"{stem}: {row['status']} {row['reason']}"
+        assert float(row[f"{ex}_hidden"]) == 0, f"{stem} must lose the hidden points of {ex}"
+        visible = float(row[f"{ex}_visible"]) == maxima[f"{ex}_visible"]
+        assert visible == passes_visible, f"{stem}: visible tests {'pass' if visible else 'fail'}"
+        others = [k for k in maxima if not k.startswith(f"{ex}_")]
+        assert all(float(row[k]) == maxima[k] for k in others), f"{stem} breaks other exercises"
+
+
+@pytest.mark.parametrize("lecture", LECTURES, ids=_ids(LECTURES))
+def test_lecture_is_committed_from_a_clean_run(lecture):
+    nb = nbformat.read(lecture, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), \
+        "outputs come from one top-to-bottom run (make lectures)"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "中文" in text, "a key-terms table with the Chinese terms"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lecture", LECTURES, ids=_ids(LECTURES))
+def test_lecture_runs_top_to_bottom(lecture):
+    nb, seconds = execute(lecture)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.get("output_type") == "error"]
+    stderr = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not errors, errors[0]
+    assert not stderr, stderr[0]
+    TIMINGS.parent.mkdir(exist_ok=True)
+    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+    timings[lecture.name] = round(seconds, 1)
+    TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")

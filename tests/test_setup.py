@@ -1,0 +1,159 @@
+"""The two-command setup: pins, CI files, offline assets, and `make lab` really serving."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmlab import PROJECT_ROOT
+from llmlab.setup import kernel_env, lab_command, prepare_tiktoken, tiktoken_cache_path
+
+ROOT = PROJECT_ROOT
+
+
+def _pins() -> dict[str, str]:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {}
+    for dep in deps:
+        name, _, version = dep.partition("==")
+        assert version, f"{dep} in pyproject.toml is not pinned with =="
+        pins[name.lower()] = version
+    return pins
+
+
+def test_environment_yml_carries_the_same_pins():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "python=3.11" in conda
+    pins = _pins()
+    # torch comes from conda-forge's CPU-only build, at the same version
+    assert f"pytorch-cpu={pins.pop('torch')}" in conda
+    assert set(conda) == {"python=3.11", "pip", f"pytorch-cpu={_pins()['torch']}"}
+    pip_pins = dict(line.lower().split("==") for line in pip)
+    assert pip_pins == pins
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make test" in readme and "make lab" in readme
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
+    assert "bash .ci/run" in runs
+
+
+def test_workflow_files_validate_against_the_github_schema():
+    files = sorted((ROOT / ".github").rglob("*.yml"))
+    assert len(files) >= 2
+    proc = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"),
+                           "--builtin-schema", "vendor.github-workflows", *map(str, files)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _network_cut_available() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-n", *([] if os.geteuid() == 0 else ["-r"]), "true"],
+        capture_output=True).returncode == 0
+
+
+OFFLINE = ["unshare", "-n", *([] if os.geteuid() == 0 else ["-r"])]
+ENCODE = ("import tiktoken; e = tiktoken.get_encoding('cl100k_base'); "
+          "print(e.encode('hello world'), e.decode(e.encode('今天我很开心')))")
+
+
+@pytest.mark.skipif(not _network_cut_available(), reason="cannot cut the network here (unshare)")
+def test_plain_tiktoken_works_offline_from_an_empty_cache(tmp_path):
+    cache = tmp_path / "tiktoken-cache"
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache)}
+    before = subprocess.run([*OFFLINE, sys.executable, "-c", ENCODE], env=env,
+                            capture_output=True, text=True)
+    assert before.returncode != 0, "without the prepared cache, offline loading must fail"
+    assert not cache.exists() or not any(cache.iterdir())
+    prepare_tiktoken(cache)
+    assert tiktoken_cache_path("cl100k_base", cache).exists()
+    after = subprocess.run([*OFFLINE, sys.executable, "-c", ENCODE], env=env,
+                           capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.strip() == "[15339, 1917] 今天我很开心"
+
+
+def test_kernels_find_the_project_cache():
+    spec = json.loads((Path(sys.prefix) / "share/jupyter/kernels/python3/kernel.json").read_text())
+    assert spec["env"] == kernel_env()
+    assert Path(spec["env"]["TIKTOKEN_CACHE_DIR"]).is_relative_to(ROOT)
+
+
+def test_lab_command_options():
+    cmd = lab_command(port=9999, browser=False, is_root=True)
+    assert "--port=9999" in cmd and "--no-browser" in cmd and "--allow-root" in cmd
+    cmd = lab_command(port=8888, browser=True, is_root=False)
+    assert "--no-browser" not in cmd and "--allow-root" not in cmd
+
+
+def test_second_setup_skips_the_install():
+    proc = subprocess.run(["make", "-n", "setup"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "pip install" not in proc.stdout and "venv" not in proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_make_lab_serves_jupyterlab():
+    port = _free_port()
+    proc = subprocess.Popen(["make", "lab", f"PORT={port}"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                # /api/status needs the token JupyterLab prints; its absence must give 403,
+                # and the lab page itself must answer.
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=2) as r:
+                    status = r.status
+                    break
+            except urllib.error.HTTPError as err:
+                status = err.code
+                break
+            except OSError:
+                time.sleep(1)
+        assert proc.poll() is None, proc.stdout.read()
+        assert status in (200, 302, 403), f"no answer from JupyterLab on port {port}"
+        token = _token(port)
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5) as r:
+            body = json.loads(r.read())
+        assert "started" in body and body.get("kernels") == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _token(port: int) -> str:
+    out = subprocess.run([sys.executable, "-m", "jupyter", "server", "list", "--json"],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        info = json.loads(line)
+        if info.get("port") == port:
+            return info.get("token", "")
+    raise AssertionError(f"no running server on port {port} in `jupyter server list`")
