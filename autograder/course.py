@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
@@ -117,10 +118,8 @@ class CourseDir:
 
 
 def source_digest(assignment: Assignment) -> str:
-    import nbgrader
-
     h = hashlib.sha256(assignment.source.read_bytes())
-    h.update(f"{nbgrader.__version__}/{CONFIG_VERSION}".encode())
+    h.update(f"{metadata.version('nbgrader')}/{CONFIG_VERSION}".encode())
     return h.hexdigest()[:16]
 
 
