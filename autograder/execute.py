@@ -238,7 +238,7 @@ class Runner:
 
 def make_run_dir() -> Path:
     """A private run folder in the temp folder; `work/` is the kernel's working directory."""
-    run = Path(tempfile.mkdtemp(prefix="ag-"))
+    run = Path(tempfile.mkdtemp(prefix="ag-")).resolve()
     (run / "work").mkdir()
     (run / "stage").mkdir()  # see sandbox._SCRIPT
     return run

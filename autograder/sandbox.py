@@ -20,27 +20,33 @@ from pathlib import Path
 
 # Runs as root inside the new namespaces, then execs the kernel without capabilities.
 # "$AG_RUN" (connection file, sockets, working directory) lives in the temp folder "$AG_TMP".
-# A fresh tmpfs is prepared in "$AG_RUN/stage" with the run folder bound inside it at the same
-# relative path, then moved over "$AG_TMP": the kernel sees its own run folder and nothing else.
+# A fresh tmpfs is prepared in "$AG_RUN/stage" with the run folder (and "$AG_KEEP": the project
+# and the interpreter, when they live in the temp folder too) bound inside it at the same relative
+# paths, then moved over "$AG_TMP": of the temp folder the kernel sees only those.
 _SCRIPT = r"""
 set -e
+IFS='
+'
 rel="${AG_RUN#"$AG_TMP"/}"
 mount -t tmpfs -o size=512m,mode=1777 tmpfs "$AG_RUN/stage"
 mkdir -p "$AG_RUN/stage/$rel"
 mount --bind "$AG_RUN" "$AG_RUN/stage/$rel"
+for k in $AG_KEEP; do
+  mkdir -p "$AG_RUN/stage/${k#"$AG_TMP"/}"
+  mount --bind "$k" "$AG_RUN/stage/${k#"$AG_TMP"/}"
+  mount -o remount,bind,ro "$AG_RUN/stage/${k#"$AG_TMP"/}"
+done
 mount --move "$AG_RUN/stage" "$AG_TMP"
 mount -o remount,bind,ro /
-for d in /tmp /dev/shm /var/tmp; do
-  if [ -d "$d" ] && [ "$d" != "$AG_TMP" ]; then mount -t tmpfs -o size=64m,mode=1777 tmpfs "$d"; fi
+for d in $AG_FRESH; do
+  mount -t tmpfs -o size=64m,mode=1777 tmpfs "$d"
 done
-IFS='
-'
 for d in $AG_HIDE; do
   if [ -d "$d" ]; then mount -t tmpfs -o size=1m,mode=0555 tmpfs "$d"; fi
 done
 cd "$AG_RUN/work"
 if [ -n "$AG_MEM_KB" ]; then ulimit -v "$AG_MEM_KB"; fi
-unset AG_HIDE AG_RUN AG_TMP AG_MEM_KB
+unset AG_HIDE AG_RUN AG_TMP AG_KEEP AG_FRESH AG_MEM_KB
 exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"
 """
 
@@ -80,10 +86,26 @@ def wrap(cmd: list[str], level: str) -> list[str]:
     return cmd
 
 
+def _needed() -> list[Path]:
+    """Folders the kernel must see: the project, its environment and the base interpreter."""
+    from llmlab import PROJECT_ROOT
+
+    return [p.resolve() for p in (PROJECT_ROOT, Path(sys.prefix), Path(sys.base_prefix),
+                                  Path(sys.executable).resolve().parent)]
+
+
 def env_for(run_dir: Path, hidden: list[Path], memory_mb: int | None) -> dict[str, str]:
+    tmp = run_dir.parent.resolve()
+    needed = _needed()
+    keep = sorted({p for p in needed if p.is_relative_to(tmp)})
+    fresh = [d for d in (Path("/tmp"), Path("/dev/shm"), Path("/var/tmp"))
+             if d.is_dir() and d.resolve() != tmp and not any(p.is_relative_to(d.resolve())
+                                                              for p in needed)]
     return {
         "AG_RUN": str(run_dir),
-        "AG_TMP": str(run_dir.parent),
+        "AG_TMP": str(tmp),
+        "AG_KEEP": "\n".join(str(p) for p in keep),
+        "AG_FRESH": "\n".join(str(d) for d in fresh),
         "AG_HIDE": "\n".join(str(p) for p in hidden),
         "AG_MEM_KB": str(memory_mb * 1024) if memory_mb else "",
         # the home folder is read-only in the sandbox: IPython and matplotlib write here instead

@@ -14,7 +14,7 @@ import pytest
 from autograder.course import ASSIGNMENTS_DIR, assignments, course_dir
 from autograder.grading import Limits, grade
 from autograder.lectures import execute, lectures
-from autograder.notebooks import grade_id, is_answer_cell, is_hidden_test, is_test_cell, points
+from autograder.notebooks import grade_id, is_answer_cell, is_test_cell, points
 from llmlab import PROJECT_ROOT
 
 ASSIGNMENTS = assignments()

@@ -157,3 +157,9 @@ def _token(port: int) -> str:
         if info.get("port") == port:
             return info.get("token", "")
     raise AssertionError(f"no running server on port {port} in `jupyter server list`")
+
+
+def test_code_passes_ruff():
+    proc = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "autograder",
+                           "llmlab", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
