@@ -61,6 +61,11 @@ def graded_class(tmp_path_factory, toy_solutions, toy_release):
                       "    lambda lines: [l for l in lines if 'assert' not in l])\n"}))
     _write(subs, "faker.ipynb", submission(rel, {"add_answer": WRONG_ADD}, extra={
         "add_answer": "print('add_visible 1/1 PASS')\nprint('Total: 6 / 6')\n"}))
+    _write(subs, "hog.ipynb", submission(rel, extra={
+        "add_answer": "import torch\nhog = bytearray(8 * 1024**3)\n"}))
+    _write(subs, "importer.ipynb", submission(rel, {
+        "add_answer": "def add(a, b):\n    from llmlab.setup import kernel_env\n"
+                      "    return a + b\n"}))
     out = tmp_path_factory.mktemp("grading")
     cmd = [sys.executable, "-m", "autograder", "grade-class", str(subs), "--assignment", "toy",
            "--out", str(out), "-j", "2", "--cell-timeout", "4", "--timeout", "90",
@@ -86,7 +91,8 @@ def test_every_submission_gets_exactly_one_row(graded_class):
     _, rows, _, _ = graded_class
     assert sorted(rows) == sorted([
         "solution", "released", "notjson", "jsonish", "essay", "emptyrepo", "hangrepo",
-        "stubborn", "crash", "deleted", "edited", "patcher", "transformer", "faker"])
+        "stubborn", "crash", "deleted", "edited", "patcher", "transformer", "faker", "hog",
+        "importer"])
     for row in rows.values():
         assert row["status"] in ("graded", "timeout", "crashed", "invalid", "tampered", "error")
         assert float(row["max_score"]) == 6
@@ -155,6 +161,19 @@ def test_printed_fake_scores_change_nothing(graded_class):
     assert scores(row) == {"add_visible": 0, "add_hidden": 0, "mean_visible": 1, "mean_hidden": 2}
 
 
+def test_memory_cap_stops_a_hog_but_not_torch(graded_class):
+    row = graded_class[1]["hog"]
+    assert (row["status"], float(row["score"])) == ("graded", 6)
+
+
+def test_answers_cannot_be_imported_from_llmlab(graded_class):
+    out, rows, _, _ = graded_class
+    row = rows["importer"]
+    assert scores(row) == {"add_visible": 0, "add_hidden": 0, "mean_visible": 1, "mean_hidden": 2}
+    data = json.loads((out / "results" / "importer.json").read_text(encoding="utf-8"))
+    assert "disabled while grading" in data["tests"][0]["message"]
+
+
 def test_classroom_json_for_every_student(graded_class):
     out, rows, _, _ = graded_class
     for student, row in rows.items():
@@ -200,7 +219,7 @@ def test_rerun_skips_unchanged_submissions(graded_class):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "grades.csv").read_text(encoding="utf-8") == before
-    assert "14/14" in proc.stderr  # the progress bar starts complete: nothing was regraded
+    assert "16/16" in proc.stderr  # the progress bar starts complete: nothing was regraded
 
 
 def _grade_cli(path: Path, solutions: Path, tmp_path: Path, command="grade"):

@@ -35,7 +35,9 @@ HIDDEN = {
 
 def notebook() -> nbformat.NotebookNode:
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}})
+                                               "language": "python"},
+                                # graded kernels refuse these imports (answers must be written)
+                                "autograder": {"blocked_imports": ["llmlab.setup"]}})
     nb.cells.append(new_markdown_cell("# Toy assignment", id="title"))
     nb.cells.append(new_code_cell("import numpy as np", id="setup",
                                   metadata=_meta("setup", locked=True)))

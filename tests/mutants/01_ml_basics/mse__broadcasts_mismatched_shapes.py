@@ -1,0 +1,7 @@
+# expect: passes visible
+def mse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.size == 0:
+        raise ValueError("empty input")
+    return float(np.mean((y_pred - y_true) ** 2))

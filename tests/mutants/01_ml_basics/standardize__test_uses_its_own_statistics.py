@@ -1,0 +1,16 @@
+# expect: fails visible
+def standardize(X_train: ArrayLike, X_test: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    def scale_by_own_statistics(X):
+        X = np.asarray(X, dtype=np.float64)
+        scale = np.where(np.ptp(X, axis=0) == 0, 1.0, X.std(axis=0))
+        return (X - X.mean(axis=0)) / scale
+
+    X_train = np.asarray(X_train, dtype=np.float64)
+    X_test = np.asarray(X_test, dtype=np.float64)
+    if X_train.ndim not in (1, 2) or X_test.ndim != X_train.ndim:
+        raise ValueError("X_train and X_test must both be 1-D or both be 2-D")
+    if X_train.shape[1:] != X_test.shape[1:]:
+        raise ValueError("column counts differ")
+    if X_train.shape[0] == 0:
+        raise ValueError("X_train must have at least one row")
+    return scale_by_own_statistics(X_train), scale_by_own_statistics(X_test)

@@ -1,0 +1,11 @@
+# expect: passes visible
+def train_test_split(
+    n: int, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    if n < 2:
+        raise ValueError("need at least 2 rows")
+    if not 0 < test_fraction < 1:
+        raise ValueError("test_fraction must be in (0, 1)")
+    n_test = min(max(round(n * test_fraction), 1), n - 1)
+    order = rng.permutation(n)
+    return order[n_test:], order[:n_test]
