@@ -40,9 +40,9 @@ from autograder.course import (
     run_nbgrader,
     write_config,
 )
-from autograder.grading import Limits
-from autograder.notebooks import grade_id, is_test_cell, points
-from autograder.results import GradeResult, TestResult
+from autograder.grading import Limits, zero_result
+from autograder.notebooks import grade_id, is_test_cell
+from autograder.results import GradeResult, number
 
 IGNORED = {".git", ".github", ".ipynb_checkpoints", "__pycache__", ".DS_Store"}
 
@@ -169,7 +169,7 @@ def _init_out(out: Path, course: CourseDir) -> None:
 def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: Path,
                submissions: Path, limits: Limits, solutions_dir: Path) -> GradeResult:
     if sub.path is None:
-        return _zero(sub.student, assignment, course, "invalid", sub.problem)
+        return zero_result(sub.student, course, "invalid", sub.problem)
     results = out / "results"
     record = results / f"{sub.student}.tmp.json"
     autograded = out / "autograded" / sub.student / assignment.name / f"{assignment.notebook}.ipynb"
@@ -182,25 +182,17 @@ def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: 
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limits.timeout + 120)
     except subprocess.TimeoutExpired:
-        return _zero(sub.student, assignment, course, "timeout",
-                     "the grader did not finish within the notebook time limit")
+        return zero_result(sub.student, course, "timeout",
+                           "the grader did not finish within the notebook time limit")
     try:
         result = GradeResult.from_record(json.loads(record.read_text(encoding="utf-8")))
         record.unlink()
     except (OSError, json.JSONDecodeError, TypeError):
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return _zero(sub.student, assignment, course, "error", f"the grader failed: {last}")
+        return zero_result(sub.student, course, "error", f"the grader failed: {last}")
     if proc.returncode != 0:
         result.state = "error"
     return result
-
-
-def _zero(student: str, assignment: Assignment, course: CourseDir, state: str,
-          reason: str) -> GradeResult:
-    source = nbformat.read(course.source, as_version=4)
-    tests = [TestResult(grade_id(c) or "?", 0.0, points(c), reason)
-             for c in source.cells if is_test_cell(c)]
-    return GradeResult(student, assignment.name, state, reason, [], tests)
 
 
 def _save(out: Path, course: CourseDir, student: str, result: GradeResult, key: str) -> None:
@@ -244,10 +236,8 @@ def write_csv(path: Path, students: list[str], results: list[GradeResult],
                          *test_names])
         for student, r in zip(students, results, strict=True):
             scores = {t.name: t.score for t in r.tests}
-            writer.writerow([student, _num(r.score), _num(r.max_score), r.state,
+            writer.writerow([student, number(r.score), number(r.max_score), r.state,
                              ";".join(r.flags), r.reason,
-                             *[_num(scores.get(n, 0.0)) for n in test_names]])
+                             *[number(scores.get(n, 0.0)) for n in test_names]])
 
 
-def _num(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else round(x, 4)

@@ -87,16 +87,10 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     try:
         nb = read_notebook(path)
     except InvalidNotebook as err:
-        assignment = (find_assignment(assignment_name, solutions_dir) if assignment_name
-                      else None)
-        result = GradeResult(path.name, assignment.name if assignment else "?", "invalid",
-                             str(err))
-        if assignment is not None:  # still list every test, each scoring 0, for the gradebook
-            course = course_dir(assignment)
-            source = nbformat.read(course.source, as_version=4)
-            result.tests = [TestResult(grade_id(c) or "?", 0.0, points(c), str(err))
-                            for c in source.cells if is_test_cell(c)]
-        return Graded(result)
+        if assignment_name is None:
+            return Graded(GradeResult(path.name, "?", "invalid", str(err)))
+        course = course_dir(find_assignment(assignment_name, solutions_dir))
+        return Graded(zero_result(path.name, course, "invalid", str(err)))
     assignment = (find_assignment(assignment_name, solutions_dir) if assignment_name
                   else match_assignment(nb, path.name, solutions_dir))
     if assignment is None:
@@ -119,6 +113,14 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     result.isolation = isolation.describe()
     _reduce_hidden_outputs(merged.nb)
     return Graded(result, merged.nb, hidden)
+
+
+def zero_result(name: str, course: CourseDir, state: str, reason: str) -> GradeResult:
+    """A result for a submission that could not run: every test listed, each scoring 0."""
+    source = nbformat.read(course.source, as_version=4)
+    tests = [TestResult(grade_id(c) or "?", 0.0, points(c), reason)
+             for c in source.cells if is_test_cell(c)]
+    return GradeResult(name, course.assignment.name, state, reason, [], tests)
 
 
 def _execute(nb: NotebookNode, limits: Limits, guard: Guard, isolation: sandbox.Isolation,

@@ -50,9 +50,9 @@ class GradeResult:
         return {
             "version": 1,
             "status": status,
-            "max_score": _num(self.max_score),
-            "tests": [{"name": t.name, "status": t.status, "score": _num(t.score),
-                       "max_score": _num(t.max_score), "message": t.message}
+            "max_score": number(self.max_score),
+            "tests": [{"name": t.name, "status": t.status, "score": number(t.score),
+                       "max_score": number(t.max_score), "message": t.message}
                       for t in self.tests],
         }
 
@@ -86,9 +86,10 @@ class GradeResult:
         return "\n".join(lines)
 
 
-def _num(x: float) -> int | float:
+def number(x: float) -> int | float:
+    """A score as JSON/CSV shows it: 3 rather than 3.0."""
     return int(x) if float(x).is_integer() else round(x, 4)
 
 
 def _fmt(x: float) -> str:
-    return str(_num(x))
+    return str(number(x))
