@@ -1,7 +1,9 @@
 # LLM Lab — thin wrappers; the work is done in Python (llmlab.setup, autograder).
 # Learners:    make lab           (PORT=8888 OPEN_BROWSER=1 to change the defaults)
 # Everyone:    make test
-# Maintainers: make assignments | make lectures | make grade NB=... | make grade-class SUBMISSIONS=... ASSIGNMENT=...
+# Maintainers: make assignments | make lectures
+# Instructors: make grade NB=... | make grade-class SUBMISSIONS=... ASSIGNMENT=... [OUT=...]
+#              make student-repo ASSIGNMENT=... OUT=...
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -12,7 +14,7 @@ OPEN_BROWSER ?= 0
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.cache/tiktoken
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup lab test assignments lectures grade grade-class clean
+.PHONY: setup lab test assignments lectures grade grade-class student-repo clean
 
 setup: $(STAMP)
 
@@ -42,6 +44,9 @@ grade: setup
 
 grade-class: setup
 	$(PY) -m autograder grade-class $(SUBMISSIONS) --assignment $(ASSIGNMENT) --out $(or $(OUT),grading/$(ASSIGNMENT))
+
+student-repo: setup
+	$(PY) -m autograder student-repo --assignment $(ASSIGNMENT) --out $(OUT)
 
 clean:
 	rm -rf $(VENV) .cache build

@@ -1,4 +1,4 @@
-"""Command line: python -m autograder {check,grade,grade-class,release,run-lectures}.
+"""Command line: python -m autograder {check,grade,grade-class,student-repo,release,run-lectures}.
 
 Exit status: 0 whenever a result was produced, including for a notebook that could not be graded
 (its status says why); non-zero only when the grader itself failed.
@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     _limits(p)
 
+    p = sub.add_parser("student-repo", help="build the GitHub Classroom template repository")
+    p.add_argument("--assignment", required=True)
+    p.add_argument("--out", type=Path, required=True, help="a new folder")
+
     sub.add_parser("release", help="regenerate assignments/ from solutions/ (maintainers)")
     p = sub.add_parser("run-lectures", help="execute lectures and save their outputs")
     p.add_argument("lectures", nargs="*", type=Path, help="default: every course/*.ipynb")
@@ -99,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(results)} submissions: " +
                   ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
             print(f"grades: {args.out / 'grades.csv'}   feedback: {args.out / 'feedback'}")
+            return 0
+        if args.command == "student-repo":
+            from autograder.student_repo import build
+
+            files = build(args.assignment, args.out)
+            print(f"{args.out}: {len(files)} files committed. Push it to GitHub, mark it as a "
+                  "template repository, and use it as the starter code of a Classroom assignment.")
             return 0
         if args.command == "release":
             from autograder.course import release_all
