@@ -31,6 +31,7 @@ from autograder.guard import Guard
 MAX_OUTPUT_CHARS = 200_000
 MAX_RESTARTS = 3
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer after an interrupt
+INTEGRITY_TIMEOUT = 10.0  # seconds the guard gets to report before a test cell
 
 
 @dataclass
@@ -158,6 +159,10 @@ class Runner:
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
                 remaining = deadline - time.monotonic()
+                if result.tampering:
+                    result.outcomes[index] = CellOutcome(
+                        "skipped", note="not run: the grading environment was altered")
+                    continue
                 if result.timed_out or remaining <= 1 or self.client is None:
                     why = ("the notebook time limit was reached" if result.timed_out or
                            remaining <= 1 else "the kernel could not be restarted")
@@ -166,6 +171,10 @@ class Runner:
                     continue
                 if self.guard is not None and cell.metadata.get("nbgrader", {}).get("grade"):
                     self._check_integrity(result, remaining)
+                    if result.tampering:
+                        result.outcomes[index] = CellOutcome(
+                            "skipped", note="not run: the grading environment was altered")
+                        continue
                 outcome = self._execute(cell, index, min(self.cell_timeout, remaining))
                 if outcome.status == "timeout" and self.cell_timeout > remaining:
                     result.timed_out = True
@@ -204,14 +213,17 @@ class Runner:
         return CellOutcome("ok")
 
     def _check_integrity(self, result: Execution, remaining: float) -> None:
-        assert self.guard is not None
+        """Ask the guard for its report; it comes back in the execute reply, not as output."""
+        assert self.guard is not None and self.client is not None and self.client.kc is not None
+        msg_id = self.client.kc.execute("", silent=True, store_history=False,
+                                        user_expressions={"report": self.guard.check_expression()})
+        self.client.timeout = max(1, math.ceil(min(INTEGRITY_TIMEOUT, remaining)))
         try:
-            cell = self._run_code(self.guard.check_code(), min(30.0, remaining))
-        except (CellTimeoutError, DeadKernelError):
-            problems = ["the integrity check did not finish"]
-        else:
-            problems = self.guard.parse(cell.get("outputs", []))
-        for problem in problems:
+            reply = self.client.wait_for_reply(msg_id)
+        except Exception:  # no reply in time, a dead kernel, or nbclient giving up: no report
+            reply = None
+        expressions = (reply or {}).get("content", {}).get("user_expressions", {})
+        for problem in self.guard.parse(expressions.get("report")):
             if problem not in result.tampering:
                 result.tampering.append(problem)
 

@@ -14,7 +14,7 @@ hard boundary for secrets and the network.
 
 from __future__ import annotations
 
-import json
+import ast
 import secrets
 
 _TEMPLATE = r'''
@@ -38,7 +38,9 @@ def _install(name, watched, blocked):
     hooks = {"input_transformers_cleanup": list(ip.input_transformers_cleanup),
              "input_transformers_post": list(ip.input_transformers_post),
              "ast_transformers": list(ip.ast_transformers)}
-    volatile = {"input"}  # ipykernel swaps builtins.input on every request
+    # ipykernel swaps builtins.input on every request; IPython's builtin trap puts these three
+    # in only while a cell runs (user_expressions are evaluated outside it)
+    volatile = {"input", "get_ipython", "exit", "quit"}
 
     class _Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, fullname, path=None, target=None):
@@ -92,7 +94,6 @@ class Guard:
 
     def __init__(self, watched: list[str], blocked: list[str]):
         self.name = "_ag_" + secrets.token_hex(8)
-        self.marker = "AG-" + secrets.token_hex(8)
         self.watched = watched
         self.blocked = blocked
 
@@ -100,19 +101,20 @@ class Guard:
         return (_TEMPLATE + f"\n_install({self.name!r}, {self.watched!r}, {self.blocked!r})\n"
                 "del _install\n")
 
-    def check_code(self) -> str:
-        return (f"import sys as _s; print({self.marker!r} + __import__('json').dumps("
-                f"_s.modules[{self.name!r}].check())); del _s")
+    def check_expression(self) -> str:
+        """Evaluated as a `user_expressions` entry: the report travels in the execute reply."""
+        return f"__import__('sys').modules[{self.name!r}].check()"
 
-    def parse(self, outputs: list) -> list[str]:
-        """Problems reported by `check_code`'s outputs; a missing report is itself a problem."""
-        for out in outputs:
-            text = out.get("text", "") if out.get("output_type") == "stream" else ""
-            for line in text.splitlines():
-                if line.startswith(self.marker):
-                    try:
-                        found = json.loads(line[len(self.marker):])
-                    except json.JSONDecodeError:
-                        break
-                    return [str(p) for p in found] if isinstance(found, list) else ["bad report"]
-        return ["the integrity check did not report (grading hooks were tampered with)"]
+    @staticmethod
+    def parse(expression_result: dict | None) -> list[str]:
+        """Problems from the reply's user_expressions entry; no valid report is itself a problem."""
+        if not expression_result or expression_result.get("status") != "ok":
+            what = (expression_result or {}).get("ename", "no reply")
+            return [f"the integrity check did not report ({what}): grading hooks were changed"]
+        try:
+            found = ast.literal_eval(expression_result["data"]["text/plain"])
+        except (KeyError, ValueError, SyntaxError):
+            return ["the integrity check's report was malformed"]
+        if not isinstance(found, list):
+            return ["the integrity check's report was malformed"]
+        return [str(p) for p in found]

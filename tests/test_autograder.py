@@ -61,6 +61,8 @@ def graded_class(tmp_path_factory, toy_solutions, toy_release):
                       "    lambda lines: [l for l in lines if 'assert' not in l])\n"}))
     _write(subs, "faker.ipynb", submission(rel, {"add_answer": WRONG_ADD}, extra={
         "add_answer": "print('add_visible 1/1 PASS')\nprint('Total: 6 / 6')\n"}))
+    _write(subs, "runcell.ipynb", submission(rel, {"add_answer": WRONG_ADD}, extra={
+        "add_answer": "get_ipython().run_cell = lambda *args, **kwargs: None\n"}))
     _write(subs, "hog.ipynb", submission(rel, extra={
         "add_answer": "import torch\nhog = bytearray(8 * 1024**3)\n"}))
     _write(subs, "importer.ipynb", submission(rel, {
@@ -68,7 +70,7 @@ def graded_class(tmp_path_factory, toy_solutions, toy_release):
                       "    return a + b\n"}))
     out = tmp_path_factory.mktemp("grading")
     cmd = [sys.executable, "-m", "autograder", "grade-class", str(subs), "--assignment", "toy",
-           "--out", str(out), "-j", "2", "--cell-timeout", "4", "--timeout", "90",
+           "--out", str(out), "-j", "2", "--cell-timeout", "10", "--timeout", "120",
            "--solutions", str(toy_solutions)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -92,7 +94,7 @@ def test_every_submission_gets_exactly_one_row(graded_class):
     assert sorted(rows) == sorted([
         "solution", "released", "notjson", "jsonish", "essay", "emptyrepo", "hangrepo",
         "stubborn", "crash", "deleted", "edited", "patcher", "transformer", "faker", "hog",
-        "importer"])
+        "importer", "runcell"])
     for row in rows.values():
         assert row["status"] in ("graded", "timeout", "crashed", "invalid", "tampered", "error")
         assert float(row["max_score"]) == 6
@@ -148,7 +150,8 @@ def test_edited_tests_are_restored_and_fail_wrong_answers(graded_class):
 
 
 @pytest.mark.parametrize("student, what", [("patcher", "builtins: abs"),
-                                           ("transformer", "input_transformers_post")])
+                                           ("transformer", "input_transformers_post"),
+                                           ("runcell", "did not report")])
 def test_patching_the_grading_environment_is_caught(graded_class, student, what):
     row = graded_class[1][student]
     assert (row["status"], float(row["score"])) == ("tampered", 0)
@@ -219,7 +222,7 @@ def test_rerun_skips_unchanged_submissions(graded_class):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "grades.csv").read_text(encoding="utf-8") == before
-    assert "16/16" in proc.stderr  # the progress bar starts complete: nothing was regraded
+    assert "17/17" in proc.stderr  # the progress bar starts complete: nothing was regraded
 
 
 def _grade_cli(path: Path, solutions: Path, tmp_path: Path, command="grade"):
