@@ -84,6 +84,7 @@ def test_committed_student_version_is_a_fresh_generation(assignment, tmp_path):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
 def test_solution_scores_full_marks(assignment):
     result = grade(assignment.source, Limits(), assignment.name).result
+    _record_timing(f"grade {assignment.name}", result.seconds)
     assert result.state == "graded", result.summary()
     assert result.score == result.max_score > 0, result.summary()
     assert "tests_restored" not in result.flags
@@ -181,9 +182,14 @@ def test_lecture_runs_top_to_bottom(lecture):
               if o.get("output_type") == "error"]
     stderr = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    _record_timing(f"lecture {lecture.stem}", seconds)
     assert not errors, errors[0]
     assert not stderr, stderr[0]
+
+
+def _record_timing(key: str, seconds: float) -> None:
+    """Seconds per notebook, for the notes and budgets (benchmarks, not timed assertions)."""
     TIMINGS.parent.mkdir(exist_ok=True)
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    timings[lecture.name] = round(seconds, 1)
+    timings[key] = round(seconds, 1)
     TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
