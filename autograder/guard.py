@@ -32,6 +32,21 @@ def _install(name, watched, blocked):
     if "torch" in modules:
         spaces["torch.Tensor"] = modules["torch"].Tensor
     snapshot = {key: dict(vars(obj)) for key, obj in spaces.items()}
+    import os
+    package_dirs = tuple(os.path.dirname(m.__file__) + os.sep for m in modules.values()
+                         if getattr(m, "__file__", None))
+
+    def rewrapped(new, old):
+        # a library re-decorating its own function (torch.optim imports torch._dynamo, which
+        # wraps torch.manual_seed): the new object wraps the old and its code is the library's
+        inner, depth = getattr(new, "__wrapped__", None), 0
+        while inner is not None and depth < 8:
+            if inner is old:
+                code = getattr(new, "__code__", None)
+                return code is not None and code.co_filename.startswith(package_dirs)
+            inner, depth = getattr(inner, "__wrapped__", None), depth + 1
+        return False
+
     shell_names = ("run_cell", "run_cell_async", "run_code", "run_ast_nodes", "transform_cell",
                    "showtraceback", "_showtraceback", "showsyntaxerror", "should_run_async")
     shell_methods = {n: (getattr(type(ip), n, None), vars(ip).get(n)) for n in shell_names}
@@ -62,9 +77,12 @@ def _install(name, watched, blocked):
             if "." not in key and sys.modules.get(key) is not obj:
                 problems.append(f"module {key} was replaced")
             now = vars(obj)
+            is_class = isinstance(obj, type)  # a class's operators are dunders: check them
             changed = sorted(k for k, v in snapshot[key].items()
-                             if not k.startswith("_") and k not in volatile
-                             and now.get(k, check) is not v)
+                             if (is_class or not k.startswith("_")) and k not in volatile
+                             and now.get(k, check) is not v and not rewrapped(now.get(k), v))
+            if is_class:  # a new entry shadows an inherited method (Tensor.__eq__ is TensorBase's)
+                changed += sorted(set(now) - set(snapshot[key]))
             if changed:
                 problems.append(f"{key}: {', '.join(changed[:5])} changed")
         for n, (on_class, on_instance) in shell_methods.items():

@@ -316,3 +316,37 @@ def test_sandbox_hides_secrets_and_blocks_network_and_writes(tmp_path, toy_solut
     assert "git: False" in printed
     assert "network: blocked" in printed
     assert "write: blocked" in printed and not (PROJECT_ROOT / "pwned.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def torch_toy(tmp_path_factory):
+    """The toy assignment with torch in its setup cell, so the guard watches torch too."""
+    import toy
+
+    from autograder.course import Assignment, course_dir
+
+    folder = tmp_path_factory.mktemp("torch-solutions")
+    nb = toy.notebook()
+    next(c for c in nb.cells if c.id == "setup").source = "import numpy as np\nimport torch\n"
+    path = folder / "toy" / "toy.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    release = nbformat.read(course_dir(Assignment("toy", path)).release, as_version=4)
+    return folder, release
+
+
+@pytest.mark.parametrize("code, state", [
+    # torch.optim imports torch._dynamo, which re-wraps torch.manual_seed: not tampering
+    ("w = torch.zeros(2, requires_grad=True)\nopt = torch.optim.Adam([w], lr=0.1)\n"
+     "(w.sum() ** 2).backward()\nopt.step()\n", "graded"),
+    ("torch.Tensor.__eq__ = lambda self, other: True\n", "tampered"),
+    ("import functools\n"
+     "torch.allclose = functools.wraps(torch.allclose)(lambda *a, **k: True)\n", "tampered"),
+])
+def test_guard_tells_torch_internals_from_patching(tmp_path, torch_toy, code, state):
+    folder, release = torch_toy
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(release, extra={"add_answer": code}), path)
+    result = grade(path, Limits(cell_timeout=30, timeout=120), "toy", folder).result
+    assert result.state == state, result.summary()
+    assert result.score == (6 if state == "graded" else 0)
