@@ -1,0 +1,9 @@
+# expect: passes visible
+def softmax(z: ArrayLike) -> np.ndarray:
+    """Softmax along the last axis, stable for large scores."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim == 0 or z.shape[-1] == 0:
+        raise ValueError(f"softmax needs a non-empty last axis, got shape {z.shape}")
+    shifted = z
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=-1, keepdims=True)
