@@ -1,0 +1,7 @@
+# expect: fails visible
+def inertia(X: ArrayLike, centroids: ArrayLike, labels: ArrayLike) -> float:
+    """Mean (not sum) over the rows of the squared distance to their centroid."""
+    X = np.asarray(X, dtype=np.float64)
+    centroids = np.asarray(centroids, dtype=np.float64)
+    labels = np.asarray(labels)
+    return float(np.mean(np.sum((X - centroids[labels]) ** 2, axis=1)))
