@@ -18,7 +18,8 @@ from llmlab import PROJECT_ROOT
 
 #: Tracked paths that stay with the instructors.
 EXCLUDED = ("solutions/", "tests/", ".github/", ".ci/", "docs/")
-LEAK_MARKERS = ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS")
+# nbgrader's delimiters, spelled in two parts so that this file does not contain them itself
+LEAK_MARKERS = tuple("BEGIN " + what for what in ("SOLUTION", "HIDDEN TESTS"))
 WORKFLOW_TEMPLATE = PROJECT_ROOT / ".github" / "templates" / "classroom.yml"
 
 README = """\
