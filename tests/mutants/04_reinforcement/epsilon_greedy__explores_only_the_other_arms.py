@@ -1,0 +1,12 @@
+# expect: fails visible
+def epsilon_greedy(estimates: ArrayLike, epsilon: float, rng: np.random.Generator) -> int:
+    estimates = np.asarray(estimates, dtype=np.float64)
+    if estimates.ndim != 1 or estimates.size == 0:
+        raise ValueError("estimates must be a non-empty 1-D array")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError("epsilon must be in [0, 1]")
+    best = int(np.argmax(estimates))
+    if rng.random() < epsilon and estimates.size > 1:
+        others = [a for a in range(estimates.size) if a != best]
+        return int(others[rng.integers(len(others))])
+    return best
