@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -47,7 +47,6 @@ class Limits:
 class Graded:
     result: GradeResult
     notebook: NotebookNode | None = None  # the executed notebook (hidden outputs reduced)
-    hidden_paths: list[Path] = field(default_factory=list)
 
 
 def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
@@ -112,7 +111,7 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     result = _result(path.name, assignment.name, merged, execution, tests, flags)
     result.isolation = isolation.describe()
     _reduce_hidden_outputs(merged.nb)
-    return Graded(result, merged.nb, hidden)
+    return Graded(result, merged.nb)
 
 
 def zero_result(name: str, course: CourseDir, state: str, reason: str) -> GradeResult:

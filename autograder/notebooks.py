@@ -88,10 +88,6 @@ def points(cell: NotebookNode) -> float:
     return float(nbgrader_meta(cell).get("points", 0) or 0)
 
 
-def test_cells(nb: NotebookNode, *, include_hidden: bool = True) -> list[NotebookNode]:
-    return [c for c in nb.cells if is_test_cell(c) and (include_hidden or not is_hidden_test(c))]
-
-
 @dataclass
 class Merged:
     """A notebook ready to execute, and what had to be repaired to make it."""
