@@ -1,0 +1,22 @@
+"""`python -m llmlab.bench {bpe,gpt}`: run one benchmark and print its JSON line."""
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS = {
+    "bpe": "llmlab.bench.bpe",  # BPE training speed, and the same merges as the simple trainer
+    "gpt": "llmlab.bench.gpt",  # the lecture's GPT configuration against the reference recipe
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmlab.bench", description=__doc__)
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    args, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(BENCHMARKS[args.benchmark])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
