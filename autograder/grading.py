@@ -22,6 +22,7 @@ from autograder.notebooks import (
     InvalidNotebook,
     Merged,
     grade_id,
+    is_answer_cell,
     is_hidden_test,
     is_test_cell,
     merge,
@@ -149,6 +150,8 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
         outcome = execution.outcomes.get(index[id(cell)], CellOutcome("skipped", note="not run"))
         passed = outcome.status == "ok" and not execution.tampering
         message = "" if passed else _message(outcome, execution)
+        if not passed and outcome.status == "error":
+            message = _with_answer_error(message, merged.nb.cells, index[id(cell)], execution)
         results.append(TestResult(grade_id(cell) or "?", points(cell) if passed else 0.0,
                                   points(cell), message))
     if execution.restarts:
@@ -180,6 +183,19 @@ def _message(outcome: CellOutcome, execution: Execution) -> str:
     if outcome.note:
         text += f" ({outcome.note})"
     return _one_line(text, MESSAGE_CHARS)
+
+
+def _with_answer_error(message: str, cells: list, test_index: int, execution: Execution) -> str:
+    """Name the error of the answer cell above a failed test: the test's own error (often a
+    NameError) does not say that the answer cell never finished."""
+    for i in range(test_index - 1, -1, -1):
+        if is_answer_cell(cells[i]):
+            before = execution.outcomes.get(i)
+            if before is None or before.status != "error" or before.ename == "NotImplementedError":
+                return message
+            cause = f"{before.ename}: {before.evalue}" if before.evalue else before.ename
+            return _one_line(f"{message} (the answer cell above raised {cause})", MESSAGE_CHARS)
+    return message
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -163,6 +163,52 @@ def test_mutants_lose_hidden_points(assignment, tmp_path):
         assert all(float(row[k]) == maxima[k] for k in others), f"{stem} breaks other exercises"
 
 
+def _blocked(assignment) -> list[str]:
+    nb = nbformat.read(assignment.source, as_version=4)
+    return list(nb.metadata.get("autograder", {}).get("blocked_imports", []))
+
+
+BLOCKING = [a for a in ASSIGNMENTS if _blocked(a)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", BLOCKING, ids=_ids(BLOCKING))
+def test_answers_cannot_be_imported_from_llmlab(assignment, tmp_path):
+    """An answer that imports the course library's implementation scores nothing for its exercise.
+
+    Each blocked module imports fine outside the grader (so the block is what stops it); inside,
+    the first exercise's answer becomes `import <module>` followed by the reference answer.
+    """
+    source = nbformat.read(assignment.source, as_version=4)
+    release = nbformat.read(ASSIGNMENTS_DIR / assignment.name / f"{assignment.notebook}.ipynb",
+                            as_version=4)
+    answers = {grade_id(c): c.source for c in source.cells if is_answer_cell(c)}
+    first = _exercises(source)[0]
+    maxima = {grade_id(c): points(c) for c in source.cells if is_test_cell(c)}
+    for module in _blocked(assignment):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=120)
+        nb = release.copy()
+        nb.cells = [c.copy() for c in release.cells]
+        for cell in nb.cells:
+            gid = grade_id(cell)
+            if gid in answers:
+                cell.source = answers[gid]
+            if gid == f"{first}_answer":
+                cell.source = f"import {module}\n\n" + answers[gid]
+        path = tmp_path / f"imports_{module.replace('.', '_')}.ipynb"
+        nbformat.write(nb, path)
+        result = grade(path, Limits(), assignment.name).result
+        assert result.state == "graded", result.summary()
+        scores = {t.name: t.score for t in result.tests}
+        assert scores[f"{first}_visible"] == scores[f"{first}_hidden"] == 0, \
+            f"importing {module} must fail the exercise"
+        others = [k for k in maxima if not k.startswith(f"{first}_")]
+        assert all(scores[k] == maxima[k] for k in others), "other exercises keep their points"
+        messages = {t.name: t.message for t in result.tests}
+        assert f"importing {module} is disabled" in messages[f"{first}_visible"], \
+            "the reason names the blocked import"
+
+
 @pytest.mark.parametrize("lecture", LECTURES, ids=_ids(LECTURES))
 def test_lecture_is_committed_from_a_clean_run(lecture):
     nb = nbformat.read(lecture, as_version=4)
