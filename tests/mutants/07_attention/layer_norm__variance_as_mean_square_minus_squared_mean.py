@@ -1,0 +1,15 @@
+# expect: passes visible
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    x = np.asarray(x, dtype=np.float64)
+    C = x.shape[-1]
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = np.maximum((x**2).mean(axis=-1, keepdims=True) - mean**2, 0.0)
+    out = (x - mean) / np.sqrt(variance + eps)
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is not None and np.shape(param) != (C,):
+            raise ValueError(f"{name} must have shape ({C},)")
+    if weight is not None:
+        out = out * np.asarray(weight, dtype=np.float64)
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)
+    return out
