@@ -1,0 +1,8 @@
+# expect: passes visible
+def cosine_similarity(A: ArrayLike, B: ArrayLike) -> np.ndarray:
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1]:
+        raise ValueError("need shapes (n, d) and (m, d)")
+    lengths = np.linalg.norm(A, axis=1)[:, None] * np.linalg.norm(B, axis=1)[None, :]
+    return (A @ B.T) / lengths
