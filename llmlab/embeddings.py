@@ -101,8 +101,9 @@ def keep_probabilities(counts: np.ndarray, threshold: float = 1e-4) -> np.ndarra
     """Probability of keeping each occurrence of a word when subsampling frequent words.
 
     word2vec's rule: a word with relative frequency ``f`` is kept with probability
-    ``min(1, sqrt(threshold / f) + threshold / f)``. Words rarer than about ``threshold`` are always
-    kept; "the", with ``f`` of a few percent, loses most of its occurrences.
+    ``min(1, sqrt(threshold / f) + threshold / f)``. Words with ``f`` up to about 2.6 times
+    ``threshold`` are always kept; "the", with ``f`` of a few percent, loses most of its
+    occurrences.
     """
     counts = np.asarray(counts, dtype=np.float64)
     if threshold <= 0:
