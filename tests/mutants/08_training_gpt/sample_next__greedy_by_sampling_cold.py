@@ -1,0 +1,8 @@
+# expect: passes visible
+def sample_next(logits, temperature, generator):
+    if logits.dim() != 2:
+        raise ValueError("logits must have shape (B, V)")
+    if temperature < 0:
+        raise ValueError("temperature must be >= 0")
+    probs = torch.softmax(logits / max(temperature, 1e-6), dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
