@@ -28,5 +28,5 @@ def test_quick_benchmark_prints_one_json_line_with_every_field():
     else:
         assert isinstance(report["ratio"], float)
         assert 0 < lecture["seconds_to_ref_loss"] <= lecture["train_seconds"]
-    assert report["threads"] == 1
+    assert report["threads"] == 2, "both cores by default"
     assert isinstance(report["python"], str) and len(report["corpus_sha256"]) == 64
