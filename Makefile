@@ -1,7 +1,7 @@
 # LLM Lab — thin wrappers; the work is done in Python (llmlab.setup, autograder).
 # Learners:    make lab           (PORT=8888 OPEN_BROWSER=1 to change the defaults)
 # Everyone:    make test
-# Maintainers: make assignments | make lectures
+# Maintainers: make assignments | make lectures   (MODULE=09 for one module)
 # Instructors: make grade NB=... | make grade-class SUBMISSIONS=... ASSIGNMENT=... [OUT=...]
 #              make student-repo ASSIGNMENT=... OUT=...
 
@@ -22,8 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LLM Lab needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=/path/to/python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check --quiet -e ".[dev]"
-	$(PY) -m llmlab.setup prepare
+	$(PY) -m llmlab.setup install --dev
 	touch $(STAMP)
 
 lab: setup
@@ -33,11 +32,12 @@ test: setup
 	$(PY) -m llmlab.setup prepare
 	$(PY) -m pytest
 
+# MODULE=09_inside_a_real_llm (or 09) limits either to one module
 assignments: setup
-	$(PY) -m autograder release
+	$(PY) -m autograder release $(if $(MODULE),--only $(MODULE),)
 
 lectures: setup
-	$(PY) -m autograder run-lectures
+	$(PY) -m autograder run-lectures $(if $(MODULE),--only $(MODULE),)
 
 grade: setup
 	$(PY) -m autograder grade $(NB)

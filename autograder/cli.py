@@ -64,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", required=True)
     p.add_argument("--out", type=Path, required=True, help="a new folder")
 
-    sub.add_parser("release", help="regenerate assignments/ from solutions/ (maintainers)")
+    p = sub.add_parser("release", help="regenerate assignments/ from solutions/ (maintainers)")
+    p.add_argument("--only", help="one module: its folder name or number (e.g. 09)")
     p = sub.add_parser("run-lectures", help="execute lectures and save their outputs")
     p.add_argument("lectures", nargs="*", type=Path, help="default: every course/*.ipynb")
+    p.add_argument("--only", help="one module: its lecture's name or number (e.g. 09)")
     return parser
 
 
@@ -114,13 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "release":
             from autograder.course import release_all
 
-            for path in release_all():
+            for path in release_all(only=args.only):
                 print(f"generated {path}")
             return 0
         if args.command == "run-lectures":
             from autograder.lectures import run_lectures
 
-            run_lectures(args.lectures)
+            run_lectures(args.lectures, only=args.only)
             return 0
     except Exception as err:  # the grader itself failed: say so, and still leave a result file
         traceback.print_exc()

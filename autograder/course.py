@@ -168,11 +168,15 @@ def build_course(assignment: Assignment, root: Path) -> None:
     run_nbgrader(root, "generate_assignment", assignment.name, "--force")
 
 
-def release_all(solutions_dir: Path = SOLUTIONS_DIR,
-                assignments_dir: Path = ASSIGNMENTS_DIR) -> list[Path]:
-    """Regenerate every student notebook in `assignments_dir` from `solutions_dir`."""
+def release_all(solutions_dir: Path = SOLUTIONS_DIR, assignments_dir: Path = ASSIGNMENTS_DIR,
+                only: str | None = None) -> list[Path]:
+    """Regenerate every student notebook in `assignments_dir` from `solutions_dir` (or only the
+    module whose folder name starts with `only`, e.g. "09")."""
+    chosen = [a for a in assignments(solutions_dir) if only is None or a.name.startswith(only)]
+    if not chosen:
+        raise ValueError(f"no assignment in {solutions_dir} starts with {only!r}")
     written = []
-    for a in assignments(solutions_dir):
+    for a in chosen:
         course = course_dir(a)
         target = assignments_dir / a.name / f"{a.notebook}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)

