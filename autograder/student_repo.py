@@ -28,8 +28,8 @@ README = """\
 Your assignment is `assignments/{assignment}/{assignment}.ipynb`; the lectures are in `course/`.
 
 1. `make lab` (first time: installs everything into `.venv`, then opens JupyterLab).
-   Windows: `py -3.11 -m venv .venv`, `.venv\\Scripts\\python -m pip install -e .`,
-   `.venv\\Scripts\\python -m llmlab.setup prepare`, `.venv\\Scripts\\python -m llmlab.setup lab`.
+   Windows: `py -3.11 -m venv .venv`, `.venv\\Scripts\\python -m llmlab.setup install`,
+   `.venv\\Scripts\\python -m llmlab.setup lab`.
 2. Replace each `raise NotImplementedError()` with your answer; run the test cells.
 3. Check: `.venv/bin/python -m autograder check assignments/{assignment}/{assignment}.ipynb`
    (visible tests; your instructor's grade adds hidden tests of edge cases).
