@@ -46,6 +46,13 @@ GPT4_SPLIT_PATTERN = (
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
 
+#: GPT-2's pre-tokenization pattern (also used by many later byte-level BPE models): contractions
+#: (lower case only), a run of letters / of digits / of other symbols with an optional leading
+#: space, whitespace not followed by a non-space, any other whitespace.
+GPT2_SPLIT_PATTERN = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+)
+
 #: `allowed_special` values of `RegexTokenizer.encode`.
 AllowedSpecial = Literal["none_raise", "all", "none"] | set[str] | frozenset[str]
 
@@ -203,14 +210,20 @@ class RegexTokenizer:
         merges: {(id1, id2): new_id} in the order learned; encoding applies the merge with the
             lowest new id first.
         byte_ids: the id of each of the 256 single bytes (identity for a trained tokenizer;
-            cl100k_base numbers its byte tokens in another order).
+            cl100k_base numbers its byte tokens in another order); -1 for a byte the vocabulary
+            lacks (such bytes are dropped when encoding, as Hugging Face's BPE does).
+        isolate: an optional regex applied before `pattern`: each of its matches becomes a chunk
+            of its own, and `pattern` splits the text between matches (SmolLM2 isolates every
+            digit this way).
         vocab: {id: bytes} for every ordinary token.
         special_tokens: {string: id} for the special tokens.
     """
 
-    def __init__(self, pattern: str = GPT4_SPLIT_PATTERN) -> None:
+    def __init__(self, pattern: str = GPT4_SPLIT_PATTERN, isolate: str | None = None) -> None:
         self.pattern = pattern
         self._compiled = regex.compile(pattern)
+        self.isolate = isolate
+        self._isolate = regex.compile(isolate) if isolate else None
         self.merges: dict[Pair, int] = {}
         self.byte_ids: list[int] = list(range(256))
         self.special_tokens: dict[str, int] = {}
@@ -251,6 +264,29 @@ class RegexTokenizer:
         return tok
 
     @classmethod
+    def from_merges(cls, vocab: Mapping[bytes, int], merges: Sequence[tuple[bytes, bytes]],
+                    pattern: str, special_tokens: Mapping[str, int] | None = None,
+                    isolate: str | None = None) -> RegexTokenizer:
+        """A tokenizer from a vocabulary {token bytes: id} and an ordered merge list, the way
+        GPT-2 and Hugging Face store byte-level BPE (merges apply in list order).
+
+        Encoding here applies the merge with the lowest new id first, so the list's order must
+        agree with the new tokens' ids (it does when the ids were given in training order).
+        """
+        tok = cls(pattern, isolate)
+        tok.byte_ids = [vocab.get(bytes([b]), -1) for b in range(256)]
+        tok.merges = {}
+        last = -1
+        for a, b in merges:
+            new_id = vocab[a + b]
+            if new_id <= last:
+                raise ValueError(f"merge {a!r} + {b!r} -> id {new_id} is out of id order")
+            tok.merges[vocab[a], vocab[b]] = last = new_id
+        tok.special_tokens = dict(special_tokens or {})
+        tok._rebuild()
+        return tok
+
+    @classmethod
     def from_tiktoken(cls, encoding_name: str = "cl100k_base") -> RegexTokenizer:
         """The tokenizer of one of tiktoken's encodings: the same ids, pattern and special tokens.
 
@@ -266,7 +302,8 @@ class RegexTokenizer:
 
     def _rebuild(self) -> None:
         """Recompute the derived tables after merges, bytes or special tokens changed."""
-        self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}
+        self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids)
+                                        if i >= 0}
         for (a, b), new_id in self.merges.items():
             self.vocab[new_id] = self.vocab[a] + self.vocab[b]
         self.inverse_special_tokens = {i: s for s, i in self.special_tokens.items()}
@@ -284,7 +321,7 @@ class RegexTokenizer:
         if cached is not None:
             return list(cached)
         byte_ids, merges = self.byte_ids, self.merges
-        ids = [byte_ids[b] for b in chunk]
+        ids = [byte_ids[b] for b in chunk if byte_ids[b] >= 0]
         while len(ids) >= 2:
             best, at = None, -1
             for i in range(len(ids) - 1):
@@ -298,10 +335,23 @@ class RegexTokenizer:
             self._chunk_cache[chunk] = ids
         return list(ids)
 
+    def pre_tokenize(self, text: str) -> list[str]:
+        """The chunks BPE works on: `isolate`'s matches alone, `pattern` between them."""
+        if self._isolate is None:
+            return self._compiled.findall(text)
+        chunks: list[str] = []
+        start = 0
+        for found in self._isolate.finditer(text):
+            chunks.extend(self._compiled.findall(text[start : found.start()]))
+            chunks.append(found.group())
+            start = found.end()
+        chunks.extend(self._compiled.findall(text[start:]))
+        return chunks
+
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of `text`, treating special-token strings as ordinary text."""
         ids: list[int] = []
-        for chunk in self._compiled.findall(text):
+        for chunk in self.pre_tokenize(text):
             ids.extend(self._encode_chunk(chunk.encode("utf-8")))
         return ids
 

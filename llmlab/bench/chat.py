@@ -1,0 +1,197 @@
+"""`python -m llmlab.bench chat`: llmlab's SmolLM2 against transformers' `generate`, same weights.
+
+Runs every (implementation, dtype) case in its own subprocess, so that load time and peak memory
+are each case's own, and prints one JSON line:
+
+    {"llmlab": {DTYPE: {"load_s", "prefill_tok_s", "decode_tok_s", "peak_rss_mb",
+                        "ceiling_tok_s"}},
+     "transformers": {DTYPE: {same keys}},
+     "default_dtype", "default_vs_float32": {"max_logit_diff", "greedy_agreement"},
+     "bandwidth_gb_s": {DTYPE: …}, "threads", "torch"}
+
+- prefill: one forward pass over a 512-token prompt (text of the Python reference manual), after
+  a warm-up pass; tokens per second.
+- decode: greedy tokens per second over exactly 128 new tokens, end-of-text ignored. For
+  transformers, `generate(max_new_tokens=128)` minus `generate(max_new_tokens=1)` on the same
+  prompt (so both include one prefill, and the difference is 127 decoding steps); for llmlab, the
+  same greedy loop over its KV cache.
+- ceiling: decoding a token reads every weight matrix once (all layers' attention and
+  feed-forward matrices and the output head), so tokens/s cannot exceed bandwidth / those bytes.
+  `bandwidth_gb_s` is the read rate of torch's matrix–vector product on a 8192 x 8192 matrix in
+  that dtype (far larger than the CPU's caches).
+- default_vs_float32: for llmlab's default dtype, the largest difference of the prompt's
+  next-token logits from float32's, and the fraction of the 128 greedy tokens that agree with
+  float32's before the first disagreement.
+
+`--quick` runs one dtype with a short prompt and 8 new tokens, to check that the benchmark works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+IMPLEMENTATIONS = ("llmlab", "transformers")
+
+
+def prompt_ids(tokenizer_encode, n_tokens: int) -> list[int]:
+    from llmlab.text import reference_text
+
+    ids = tokenizer_encode(reference_text()[:20 * n_tokens])
+    if len(ids) < n_tokens:
+        raise RuntimeError("the reference text is too short for the prompt")
+    return ids[:n_tokens]
+
+
+def weight_bytes_per_token(model: torch.nn.Module, element_size: int) -> int:
+    """Bytes of every weight matrix a decoding step reads: 2-D weights of the linear layers
+    (the output head included, once even when it is tied to the embedding)."""
+    seen, total = set(), 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and id(module.weight) not in seen:
+            seen.add(id(module.weight))
+            total += module.weight.numel() * element_size
+    return total
+
+
+def bandwidth(dtype: torch.dtype, size: int = 8192, repeats: int = 20) -> float:
+    """GB/s that torch's matrix-vector product reads a size x size matrix at."""
+    matrix = torch.randn(size, size).to(dtype)
+    vector = torch.randn(size).to(dtype)
+    torch.mv(matrix, vector)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mv(matrix, vector)
+        best = min(best, time.perf_counter() - started)
+    return matrix.numel() * matrix.element_size() / best / 1e9
+
+
+def run_case(impl: str, dtype_name: str, n_prompt: int, n_new: int, out: Path) -> dict:
+    dtype = DTYPES[dtype_name]
+    started = time.perf_counter()
+    if impl == "llmlab":
+        from llmlab.chat import ChatModel
+
+        bot = ChatModel.load(dtype)
+        model = bot.model
+        load_s = time.perf_counter() - started
+        ids = prompt_ids(lambda t: bot.tokenizer.encode(t, allowed_special="none"), n_prompt)
+        x = torch.tensor([ids])
+        model(x[:, :32], model.new_cache(max_len=64))  # warm-up
+        cache = model.new_cache(max_len=n_prompt + n_new)
+        started = time.perf_counter()
+        logits = model(x, cache)[0, -1]
+        prefill_s = time.perf_counter() - started
+        first = logits.clone()
+        tokens, started = [], time.perf_counter()
+        for _ in range(n_new):
+            nxt = int(logits.argmax())
+            tokens.append(nxt)
+            logits = model(torch.tensor([[nxt]]), cache, cache.length)[0, -1]
+        decode_s = time.perf_counter() - started
+        decode_tok_s = n_new / decode_s
+    else:
+        import transformers
+
+        from llmlab.llama import model_path
+
+        path = model_path()
+        tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=dtype).eval()
+        load_s = time.perf_counter() - started
+        ids = prompt_ids(tok.encode, n_prompt)
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            model(x[:, :32])  # warm-up
+            started = time.perf_counter()
+            first = model(x).logits[0, -1].float()
+            prefill_s = time.perf_counter() - started
+
+            def generate(n: int) -> tuple[list[int], float]:
+                t0 = time.perf_counter()
+                seq = model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                     pad_token_id=tok.pad_token_id)
+                return seq[0, len(ids):].tolist(), time.perf_counter() - t0
+
+            _, one = generate(1)
+            tokens, full = generate(n_new)
+        decode_tok_s = (n_new - 1) / (full - one)
+    element = torch.tensor([], dtype=dtype).element_size()
+    ceiling = bandwidth(dtype) * 1e9 / weight_bytes_per_token(model, element)
+    torch.save({"logits": first.float(), "tokens": tokens}, out)
+    return {"load_s": round(load_s, 2), "prefill_tok_s": round(n_prompt / prefill_s, 1),
+            "decode_tok_s": round(decode_tok_s, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "ceiling_tok_s": round(ceiling, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmlab.bench chat",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # IMPL:DTYPE:OUT, one subprocess
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    n_prompt, n_new = (64, 8) if args.quick else (512, 128)
+    if args.case:
+        impl, dtype_name, out = args.case.split(":", 2)
+        print(json.dumps(run_case(impl, dtype_name, n_prompt, n_new, Path(out))))
+        return 0
+
+    from llmlab.chat import DEFAULT_DTYPE
+
+    default = next(name for name, dt in DTYPES.items() if dt == DEFAULT_DTYPE)
+    dtypes = [default] if args.quick else list(DTYPES)
+    report: dict = {impl: {} for impl in IMPLEMENTATIONS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype_name in dtypes:
+            for impl in IMPLEMENTATIONS:
+                out = Path(tmp) / f"{impl}-{dtype_name}.pt"
+                cmd = [sys.executable, "-m", "llmlab.bench", "chat", "--threads",
+                       str(args.threads), "--case", f"{impl}:{dtype_name}:{out}"]
+                if args.quick:
+                    cmd.append("--quick")
+                env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    raise RuntimeError(f"the {impl} {dtype_name} case failed")
+                report[impl][dtype_name] = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(f"{impl} {dtype_name}: {report[impl][dtype_name]}", file=sys.stderr,
+                      flush=True)
+        comparison = None
+        if "float32" in dtypes:
+            ref = torch.load(Path(tmp) / "llmlab-float32.pt")
+            got = torch.load(Path(tmp) / f"llmlab-{default}.pt")
+            agree = 0
+            for a, b in zip(ref["tokens"], got["tokens"], strict=True):
+                if a != b:
+                    break
+                agree += 1
+            comparison = {"max_logit_diff": round(float((ref["logits"] - got["logits"])
+                                                        .abs().max()), 4),
+                          "greedy_agreement": round(agree / n_new, 3)}
+    report.update({
+        "default_dtype": default, "default_vs_float32": comparison,
+        "bandwidth_gb_s": {name: round(bandwidth(DTYPES[name]), 1) for name in dtypes},
+        "threads": args.threads, "torch": torch.__version__,
+    })
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

