@@ -238,10 +238,14 @@ class Runner:
             self._start(run_dir)
             for index in succeeded:
                 remaining = deadline - time.monotonic()
-                replay = self.nb.cells[index].copy()
-                if remaining <= 1 or self._execute(replay, index, min(self.cell_timeout,
-                                                                       remaining)).status in (
-                        "timeout", "died"):
+                original = self.nb.cells[index]
+                replay = original.copy()
+                try:
+                    status = "timeout" if remaining <= 1 else self._execute(
+                        replay, index, min(self.cell_timeout, remaining)).status
+                finally:  # nbclient stores the executed copy at `index`: put the original back
+                    self.nb.cells[index] = original
+                if status in ("timeout", "died"):
                     self._stop()
                     return
         except Exception:  # a kernel that will not start again: the remaining cells are skipped

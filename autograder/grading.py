@@ -69,14 +69,14 @@ def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
         merged = Merged(nb=nb)
         if _edited_tests(nb):
             flags.append("tests_edited")
-    tests = [c for c in merged.nb.cells if is_test_cell(c) and not is_hidden_test(c)]
-    if not tests:
+    if not any(is_test_cell(c) and not is_hidden_test(c) for c in merged.nb.cells):
         return Graded(GradeResult(path.name, assignment, "invalid",
                                   "no visible test cells found: is this an LLM Lab assignment?"))
     guard = Guard(watched=_watched_modules(merged.nb), blocked=_blocked_imports(merged.nb))
     execution = _execute(merged.nb, limits, guard, sandbox.Isolation("none", "learner's check"),
                          [], skip_hidden=True)
-    result = _result(path.name, assignment, merged, execution, tests, flags)
+    result = _result(path.name, assignment, merged, execution, False, flags)
+    result.hidden_points = sum(points(c) for c in merged.nb.cells if is_hidden_test(c))
     return Graded(result, merged.nb)
 
 
@@ -108,8 +108,7 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     hidden = _secret_paths(course, solutions_dir) + list(extra_hidden or [])
     guard = Guard(watched=_watched_modules(source), blocked=_blocked_imports(source))
     execution = _execute(merged.nb, limits, guard, isolation, hidden, skip_hidden=False)
-    tests = [c for c in merged.nb.cells if is_test_cell(c)]
-    result = _result(path.name, assignment.name, merged, execution, tests, flags)
+    result = _result(path.name, assignment.name, merged, execution, True, flags)
     result.isolation = isolation.describe()
     _reduce_hidden_outputs(merged.nb)
     return Graded(result, merged.nb)
@@ -143,15 +142,17 @@ def _execute(nb: NotebookNode, limits: Limits, guard: Guard, isolation: sandbox.
 
 
 def _result(filename: str, assignment: str, merged: Merged, execution: Execution,
-            tests: list[NotebookNode], flags: list[str]) -> GradeResult:
-    index = {id(c): i for i, c in enumerate(merged.nb.cells)}
+            with_hidden: bool, flags: list[str]) -> GradeResult:
+    """Score the test cells of `merged.nb` (hidden ones too if `with_hidden`) by position."""
     results = []
-    for cell in tests:
-        outcome = execution.outcomes.get(index[id(cell)], CellOutcome("skipped", note="not run"))
+    for index, cell in enumerate(merged.nb.cells):
+        if not is_test_cell(cell) or (is_hidden_test(cell) and not with_hidden):
+            continue
+        outcome = execution.outcomes.get(index, CellOutcome("skipped", note="not run"))
         passed = outcome.status == "ok" and not execution.tampering
         message = "" if passed else _message(outcome, execution)
         if not passed and outcome.status == "error":
-            message = _with_answer_error(message, merged.nb.cells, index[id(cell)], execution)
+            message = _with_answer_error(message, merged.nb.cells, index, execution)
         results.append(TestResult(grade_id(cell) or "?", points(cell) if passed else 0.0,
                                   points(cell), message))
     if execution.restarts:

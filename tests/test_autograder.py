@@ -16,7 +16,7 @@ import pytest
 from conftest import submission
 
 from autograder import sandbox
-from autograder.grading import Limits, grade
+from autograder.grading import Limits, check, grade
 from llmlab import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -277,6 +277,18 @@ def test_check_flags_edited_tests(tmp_path, toy_release):
                               edit={"add_visible": "assert True\n"}), path)
     proc, data = _grade_cli(path, None, tmp_path, command="check")
     assert "tests_edited" in proc.stdout
+
+
+@pytest.mark.parametrize("code, state", [(CRASH, "crashed"), (HANG_IGNORING_SIGINT, "timeout")])
+def test_check_survives_a_dead_or_hung_kernel_after_a_passed_test(tmp_path, toy_release, code,
+                                                                  state):
+    # regression: the replayed cells replaced those the test list was collected from (KeyError)
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release, {"mean_answer": code}), path)
+    graded = check(path, Limits(cell_timeout=5, timeout=120))
+    assert graded.result.state == state, graded.result.summary()
+    assert {t.name: t.score for t in graded.result.tests} == {"add_visible": 1, "mean_visible": 0}
+    assert "kernel_restarts=1" in graded.result.flags
 
 
 @pytest.fixture
