@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -70,8 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (grade-class stopping a worker that ran out of time) unwinds like an exception,
+    so the `finally` blocks shut the kernel down and remove the run folder."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     limits = Limits(getattr(args, "cell_timeout", DEFAULT_CELL_TIMEOUT),
                     getattr(args, "timeout", DEFAULT_TIMEOUT),
                     getattr(args, "memory_mb", DEFAULT_MEMORY_MB) or None)

@@ -125,13 +125,15 @@ def source_digest(assignment: Assignment) -> str:
 
 def course_dir(assignment: Assignment, cache: Path = COURSES_DIR) -> CourseDir:
     """The cached nbgrader course folder of `assignment`, built if needed."""
-    root = cache / f"{assignment.name}-{source_digest(assignment)}"
+    root = (cache / f"{assignment.name}-{source_digest(assignment)}").resolve()
     if (root / ".complete").exists():
+        write_config(root)  # a folder built before configs named their final place
         return CourseDir(assignment, root)
     cache.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{assignment.name}-", dir=cache))
     try:
         build_course(assignment, building)
+        write_config(building, root)  # the config names where the folder will live
         (building / ".complete").write_text("ok\n")
         try:
             building.rename(root)
@@ -143,9 +145,19 @@ def course_dir(assignment: Assignment, cache: Path = COURSES_DIR) -> CourseDir:
     return CourseDir(assignment, root)
 
 
-def write_config(root: Path) -> None:
-    (root / "nbgrader_config.py").write_text(
-        NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db")), encoding="utf-8")
+def write_config(folder: Path, root: Path | None = None) -> None:
+    """Write `folder`'s nbgrader_config.py for a course living at `root` (default: `folder`).
+
+    Paths are absolute: nbgrader resolves a relative root against its working folder, which is
+    the course folder itself. The file is only rewritten when its text changes.
+    """
+    root = (root or folder).resolve()
+    text = NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db"))
+    config = folder / "nbgrader_config.py"
+    if not config.exists() or config.read_text(encoding="utf-8") != text:
+        partial = config.with_name(f".{config.name}.{os.getpid()}")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(config)  # atomic: concurrent readers see the old or the new file
 
 
 def run_nbgrader(root: Path, *args: str) -> None:
