@@ -12,6 +12,7 @@ from autograder import sandbox
 from autograder.course import (
     SOLUTIONS_DIR,
     CourseDir,
+    assignment_name,
     course_dir,
     find_assignment,
     match_assignment,
@@ -51,14 +52,17 @@ class Graded:
 
 
 def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
-    """Visible tests only, from nothing but the notebook (and its released version if found)."""
-    name = path.stem
+    """Visible tests only, from nothing but the notebook (and its released version if found).
+
+    The assignment is the one named in the notebook's metadata (stamped at release), so a renamed
+    copy is checked as what it is; a notebook without that metadata is named by its file.
+    """
     try:
         nb = read_notebook(path)
     except InvalidNotebook as err:
-        return Graded(GradeResult(path.name, name, "invalid", str(err)))
-    assignment = nb.metadata.get("autograder", {}).get("assignment", name)
-    release = release or _find_release(path)
+        return Graded(GradeResult(path.name, path.stem, "invalid", str(err)))
+    assignment = assignment_name(nb) or path.stem
+    release = release or _find_release(path, assignment)
     flags: list[str] = []
     if release is not None:
         pristine = nbformat.read(release, as_version=4)
@@ -160,6 +164,9 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
     if execution.tampering:
         state, reason = "tampered", "the submission altered the grading environment: " + \
             "; ".join(execution.tampering)
+    elif execution.unverified:
+        state, reason = "error", (f"{execution.unverified}: the tests from that point on were "
+                                  "not counted (this is not an accusation; grade it again)")
     elif execution.crashed:
         state, reason = "crashed", "the kernel died; tests after the crash ran in a new kernel"
     elif execution.timed_out or any(o.status == "timeout" for o in execution.outcomes.values()):
@@ -240,10 +247,10 @@ def _blocked_imports(nb: NotebookNode) -> list[str]:
     return [str(b) for b in blocked] + ["autograder"]
 
 
-def _find_release(path: Path) -> Path | None:
+def _find_release(path: Path, assignment: str) -> Path | None:
     """The released notebook in an enclosing course checkout, unless it is this very file."""
     for parent in path.resolve().parents:
-        candidate = parent / "assignments" / path.stem / f"{path.stem}.ipynb"
+        candidate = parent / "assignments" / assignment / f"{assignment}.ipynb"
         if candidate.exists():
             return None if candidate.resolve() == path.resolve() else candidate
     return None

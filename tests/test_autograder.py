@@ -281,6 +281,18 @@ def test_check_flags_edited_tests(tmp_path, toy_release):
     assert "tests_edited" in proc.stdout
 
 
+def test_check_names_the_assignment_from_metadata_and_counts_hidden_points(tmp_path,
+                                                                          toy_release):
+    path = tmp_path / "my copy of the homework.ipynb"  # renamed: the file name says nothing
+    nbformat.write(submission(toy_release), path)
+    proc = subprocess.run([sys.executable, "-m", "autograder", "check", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "— assignment toy" in proc.stdout
+    assert "Total: 2 / 2" in proc.stdout
+    assert "Hidden tests worth 4 more points" in proc.stdout
+
+
 @pytest.mark.parametrize("code, state", [(CRASH, "crashed"), (HANG_IGNORING_SIGINT, "timeout")])
 def test_check_survives_a_dead_or_hung_kernel_after_a_passed_test(tmp_path, toy_release, code,
                                                                   state):
@@ -325,8 +337,8 @@ def test_grade_class_with_relative_out_and_a_stale_out_folder(tmp_path, toy_solu
         with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
             graded = gb.find_submission("toy", "alice")
             assert (graded.score, graded.max_score) == (total, total)
-        assert (out / "source" / "toy" / "toy.ipynb").read_bytes() == \
-            (solutions / "toy" / "toy.ipynb").read_bytes()
+        copied = nbformat.read(out / "source" / "toy" / "toy.ipynb", as_version=4)
+        assert sum(c.metadata.get("nbgrader", {}).get("points", 0) for c in copied.cells) == total
 
 
 def test_every_submission_gets_a_row_even_when_the_grader_fails(tmp_path, toy_solutions,
@@ -367,6 +379,31 @@ def test_cached_course_config_names_its_own_folder(tmp_path, toy_solutions):
     config = (course.root / "nbgrader_config.py").read_text(encoding="utf-8")
     assert f"root = {str(course.root)!r}" in config
     assert ".toy-" not in config, "the config points at the folder it was built in"
+
+
+def test_a_slow_integrity_check_is_an_error_not_tampering(tmp_path, toy_solutions,
+                                                          toy_release, monkeypatch):
+    from autograder import execute, grading
+
+    slow_after_first = ("__import__('sys').__dict__.setdefault('_checks', []).append(0) or "
+                        "(len(__import__('sys')._checks) > 1 and __import__('time').sleep(30)) or ")
+
+    class SlowGuard(grading.Guard):
+        def check_expression(self) -> str:  # every check but the first takes 30 s
+            return slow_after_first + super().check_expression()
+
+    monkeypatch.setattr(grading, "Guard", SlowGuard)
+    monkeypatch.setattr(execute, "INTEGRITY_TIMEOUT", 2.0)
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release), path)
+    result = grade(path, Limits(cell_timeout=20, timeout=120), "toy", toy_solutions).result
+    assert result.state == "error", result.summary()
+    assert "integrity check did not answer" in result.reason
+    assert "tamper" not in result.reason and "altered" not in result.reason
+    # the first test was vouched for; none of the later ones score
+    assert {t.name: t.score for t in result.tests} == {
+        "add_visible": 1, "add_hidden": 0, "mean_visible": 0, "mean_hidden": 0}
+    assert all("integrity check did not answer" in t.message for t in result.tests[1:])
 
 
 def _processes_mentioning(folder: Path) -> list[str]:
