@@ -20,8 +20,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,6 +46,10 @@ from autograder.grading import Limits, zero_result
 from autograder.notebooks import grade_id, is_test_cell
 from autograder.results import GradeResult, number
 
+#: Seconds a worker may run beyond the notebook time limit (starting up, nbgrader) before it is
+#: stopped, and seconds it then gets to clean up after SIGTERM.
+WORKER_MARGIN = 120.0
+STOP_GRACE = 15.0
 IGNORED = {".git", ".github", ".ipynb_checkpoints", "__pycache__", ".DS_Store"}
 
 
@@ -113,6 +119,8 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
                 limits: Limits | None = None, force: bool = False, progress: bool = True,
                 solutions_dir: Path = SOLUTIONS_DIR) -> list[GradeResult]:
     limits = limits or Limits()
+    # nbgrader runs inside `out` and would resolve relative paths a second time from there
+    submissions, out, solutions_dir = submissions.resolve(), out.resolve(), solutions_dir.resolve()
     assignment = find_assignment(assignment_name, solutions_dir)
     course = course_dir(assignment)
     _init_out(out, course)
@@ -142,7 +150,11 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
                    (sub, key) for sub, key in todo}
         for future in as_completed(futures):
             sub, key = futures[future]
-            result = future.result()
+            try:
+                result = future.result()
+            except Exception as err:  # a failure of the grader for one student: still a row
+                result = zero_result(sub.student, course, "error",
+                                     f"the grader failed: {type(err).__name__}: {err}")
             records[sub.student] = result
             _save(out, course, sub.student, result, key)  # one writer: this thread
             bar.update(1)
@@ -155,15 +167,42 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     return ordered
 
 
+#: In an output folder: the course digest each assignment's source/ and gradebook entries match.
+BUILT_FROM = ".autograder-courses.json"
+
+
 def _init_out(out: Path, course: CourseDir) -> None:
+    """Make `out` an nbgrader course folder whose source/ and gradebook match `course`.
+
+    A folder graded before the solutions changed (or before this marker existed) gets the new
+    source/ and the assignment's gradebook entries rebuilt; other assignments in it are kept.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    a = course.assignment
-    source = out / "source" / a.name
-    if not source.exists():
-        shutil.copytree(course.root / "source" / a.name, source)
-    if not (out / "gradebook.db").exists():
-        shutil.copyfile(course.db, out / "gradebook.db")
     write_config(out)
+    a = course.assignment
+    marker = out / BUILT_FROM
+    try:
+        built = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        built = {}
+    source, db = out / "source" / a.name, out / "gradebook.db"
+    if built.get(a.name) == course.digest and source.exists() and db.exists():
+        return
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(course.root / "source" / a.name, source)
+    if not db.exists():
+        shutil.copyfile(course.db, db)
+    else:
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(f"sqlite:///{db}") as gb:
+            try:
+                gb.remove_assignment(a.name)  # and its submissions: they are regraded
+            except MissingEntry:
+                pass
+        run_nbgrader(out, "generate_assignment", a.name, "--force")  # records the new cells
+    built[a.name] = course.digest
+    marker.write_text(json.dumps(built, indent=1) + "\n", encoding="utf-8")
 
 
 def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: Path,
@@ -179,51 +218,84 @@ def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: 
            "--cell-timeout", str(limits.cell_timeout), "--timeout", str(limits.timeout),
            "--memory-mb", str(limits.memory_mb or 0), "--hide", str(out.resolve()),
            "--hide", str(submissions.resolve()), "--solutions", str(solutions_dir), "--quiet"]
+    # its own process group, so that a stop reaches whatever the worker started
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limits.timeout + 120)
+        _, stderr = proc.communicate(timeout=limits.timeout + WORKER_MARGIN)
     except subprocess.TimeoutExpired:
+        stop_worker(proc)
         return zero_result(sub.student, course, "timeout",
                            "the grader did not finish within the notebook time limit")
     try:
         result = GradeResult.from_record(json.loads(record.read_text(encoding="utf-8")))
         record.unlink()
     except (OSError, json.JSONDecodeError, TypeError):
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         return zero_result(sub.student, course, "error", f"the grader failed: {last}")
     if proc.returncode != 0:
         result.state = "error"
     return result
 
 
+def stop_worker(proc: subprocess.Popen) -> None:
+    """Stop a worker that ran out of time: SIGTERM first, so that it shuts its kernel down and
+    removes its run folder (see `cli`), then SIGKILL for its whole process group."""
+    for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.communicate(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def _save(out: Path, course: CourseDir, student: str, result: GradeResult, key: str) -> None:
+    """Write the student's results and gradebook entry; a score the gradebook cannot hold is
+    flagged on the result (and so in grades.csv), never dropped silently."""
+    try:
+        missing = _to_gradebook(out, course, student, result)
+        if missing:
+            result.flags.append("not_in_gradebook=" + ",".join(missing))
+    except Exception as err:
+        result.flags.append(f"gradebook_error={type(err).__name__}")
     results = out / "results"
     result.write_json(results / f"{student}.json")
     (results / f"{student}.record.json").write_text(
         json.dumps({"key": key, "result": result.record()}, indent=1) + "\n", encoding="utf-8")
-    _to_gradebook(out, course, student, result)
 
 
-def _to_gradebook(out: Path, course: CourseDir, student: str, result: GradeResult) -> None:
+def _to_gradebook(out: Path, course: CourseDir, student: str, result: GradeResult) -> list[str]:
+    """Store `result` as the student's submission; return the tests the gradebook lacks."""
     from nbgrader.api import Gradebook, MissingEntry
 
     a = course.assignment
+    missing = []
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         gb.update_or_create_student(student)
         try:
             gb.remove_submission(a.name, student)
         except MissingEntry:
             pass
-        gb.add_submission(a.name, student)
+        # nbgrader builds the submission's objects before adding them to the session; without
+        # this, SQLAlchemy 2 warns that autoflush met objects not yet in the session
+        with gb.db.no_autoflush:
+            gb.add_submission(a.name, student)
         for test in result.tests:
             try:
                 grade = gb.find_grade(test.name, a.notebook, a.name, student)
             except MissingEntry:
+                missing.append(test.name)
                 continue
             grade.auto_score = test.score
             grade.needs_manual_grade = False
         notebook = gb.find_submission_notebook(a.notebook, a.name, student)
-        notebook.flagged = result.state != "graded"
+        notebook.flagged = result.state != "graded" or bool(missing)
         gb.db.commit()
+    return missing
 
 
 def write_csv(path: Path, students: list[str], results: list[GradeResult],

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from autograder.course import SOLUTIONS_DIR
 from autograder.grading import DEFAULT_CELL_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits
@@ -27,9 +29,16 @@ def _limits(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_MEMORY_MB})")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr (and exit status 2), not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m autograder", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="run the visible tests of your notebook (learners)")
@@ -72,8 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (grade-class stopping a worker that ran out of time) unwinds like an exception,
+    so the `finally` blocks shut the kernel down and remove the run folder."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    problem = _missing_input(args)
+    if problem:  # the learner's or instructor's mistake, not the submission's: non-zero exit
+        print(f"python -m autograder {args.command}: error: {problem}", file=sys.stderr)
+        if getattr(args, "json", None) is not None:
+            GradeResult(str(args.notebook), getattr(args, "assignment", None) or "?", "error",
+                        problem).write_json(args.json)
+        return 2
     limits = Limits(getattr(args, "cell_timeout", DEFAULT_CELL_TIMEOUT),
                     getattr(args, "timeout", DEFAULT_TIMEOUT),
                     getattr(args, "memory_mb", DEFAULT_MEMORY_MB) or None)
@@ -132,6 +155,20 @@ def main(argv: list[str] | None = None) -> int:
                         f"the grader failed: {type(err).__name__}: {err}").write_json(out)
         return 2
     return 1
+
+
+def _missing_input(args: argparse.Namespace) -> str:
+    """Why the command's input path cannot be used at all, or "" if it can."""
+    if args.command in ("check", "grade"):
+        if not args.notebook.exists():
+            return f"no such file: {args.notebook}"
+        if args.notebook.is_dir():
+            return f"{args.notebook} is a folder: give the notebook file (.ipynb) inside it"
+    if args.command == "grade-class" and not args.submissions.is_dir():
+        return f"no such folder: {args.submissions}"
+    if args.command == "check" and args.release is not None and not args.release.is_file():
+        return f"no such file: {args.release}"
+    return ""
 
 
 def _report(result: GradeResult, json_path: Path | None, record_path: Path | None,

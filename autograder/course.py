@@ -28,7 +28,8 @@ from llmlab import CACHE_DIR, PROJECT_ROOT
 SOLUTIONS_DIR = PROJECT_ROOT / "solutions"
 ASSIGNMENTS_DIR = PROJECT_ROOT / "assignments"
 COURSES_DIR = CACHE_DIR / "autograder" / "courses"
-CONFIG_VERSION = "1"  # bump when NBGRADER_CONFIG changes, so cached course folders rebuild
+#: Bump when NBGRADER_CONFIG or build_course changes, so cached course folders rebuild.
+CONFIG_VERSION = "2"
 
 NBGRADER_CONFIG = """\
 # Written by autograder.course; every value here is what LLM Lab relies on.
@@ -78,11 +79,13 @@ def find_assignment(name: str, solutions_dir: Path = SOLUTIONS_DIR) -> Assignmen
 
 def match_assignment(nb: NotebookNode, filename: str,
                      solutions_dir: Path = SOLUTIONS_DIR) -> Assignment | None:
-    """The assignment a submission belongs to: by file name, else by its cells' grade_ids."""
+    """The assignment a submission belongs to: by the name in its metadata, else by file name,
+    else by its cells' grade_ids."""
     every = assignments(solutions_dir)
-    for a in every:
-        if a.notebook == Path(filename).stem:
-            return a
+    for name in (assignment_name(nb), Path(filename).stem):
+        for a in every:
+            if name in (a.name, a.notebook):
+                return a
     ids = {grade_id(c) for c in nb.cells} - {None}
     best, best_overlap = None, 0
     for a in every:
@@ -125,13 +128,15 @@ def source_digest(assignment: Assignment) -> str:
 
 def course_dir(assignment: Assignment, cache: Path = COURSES_DIR) -> CourseDir:
     """The cached nbgrader course folder of `assignment`, built if needed."""
-    root = cache / f"{assignment.name}-{source_digest(assignment)}"
+    root = (cache / f"{assignment.name}-{source_digest(assignment)}").resolve()
     if (root / ".complete").exists():
+        write_config(root)  # a folder built before configs named their final place
         return CourseDir(assignment, root)
     cache.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{assignment.name}-", dir=cache))
     try:
         build_course(assignment, building)
+        write_config(building, root)  # the config names where the folder will live
         (building / ".complete").write_text("ok\n")
         try:
             building.rename(root)
@@ -143,9 +148,19 @@ def course_dir(assignment: Assignment, cache: Path = COURSES_DIR) -> CourseDir:
     return CourseDir(assignment, root)
 
 
-def write_config(root: Path) -> None:
-    (root / "nbgrader_config.py").write_text(
-        NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db")), encoding="utf-8")
+def write_config(folder: Path, root: Path | None = None) -> None:
+    """Write `folder`'s nbgrader_config.py for a course living at `root` (default: `folder`).
+
+    Paths are absolute: nbgrader resolves a relative root against its working folder, which is
+    the course folder itself. The file is only rewritten when its text changes.
+    """
+    root = (root or folder).resolve()
+    text = NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db"))
+    config = folder / "nbgrader_config.py"
+    if not config.exists() or config.read_text(encoding="utf-8") != text:
+        partial = config.with_name(f".{config.name}.{os.getpid()}")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(config)  # atomic: concurrent readers see the old or the new file
 
 
 def run_nbgrader(root: Path, *args: str) -> None:
@@ -160,10 +175,24 @@ def run_nbgrader(root: Path, *args: str) -> None:
         raise CourseError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(log))
 
 
+def assignment_name(nb: NotebookNode) -> str | None:
+    """The assignment a notebook was released for (metadata `autograder.assignment`)."""
+    meta = nb.metadata.get("autograder", {})
+    name = meta.get("assignment") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def build_course(assignment: Assignment, root: Path) -> None:
+    """Generate the student version of `assignment` in course folder `root`.
+
+    The source copy is stamped with the assignment's name (metadata `autograder.assignment`),
+    which nbgrader carries into the released notebook: `check` reads it from there.
+    """
     target = root / "source" / assignment.name / f"{assignment.notebook}.ipynb"
     target.parent.mkdir(parents=True)
-    shutil.copyfile(assignment.source, target)
+    nb = nbformat.read(assignment.source, as_version=4)
+    nb.metadata.setdefault("autograder", {})["assignment"] = assignment.name
+    nbformat.write(nb, target)
     write_config(root)
     run_nbgrader(root, "generate_assignment", assignment.name, "--force")
 

@@ -9,6 +9,7 @@ time limit bounds the total.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -17,17 +18,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 
 from autograder import sandbox
 from autograder.guard import Guard
 
-#: Text a single cell may print before the rest is dropped (protects the grader's memory).
+#: Characters of output a single cell may keep before the rest is dropped (protects the
+#: grader's memory).
 MAX_OUTPUT_CHARS = 200_000
 MAX_RESTARTS = 3
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer after an interrupt
@@ -51,6 +55,7 @@ class Execution:
     crashed: bool = False
     timed_out: bool = False  # the notebook time limit was reached
     tampering: list[str] = field(default_factory=list)
+    unverified: str = ""  # why the integrity check could not vouch for the tests from here on
     seconds: float = 0.0
 
 
@@ -63,18 +68,34 @@ class _SandboxedKernelManager(AsyncKernelManager):
         return sandbox.wrap(super().format_kernel_cmd(extra_arguments), self.isolation_level)
 
 
+TRUNCATED = "\n[output truncated by the grader]\n"
+
+
+def output_chars(output: dict) -> int:
+    """Characters an output (or an iopub message's content) holds: stream text, every entry of
+    a display / result bundle, an error's traceback."""
+    chars = len(output.get("text", "") or "")
+    for value in (output.get("data") or {}).values():
+        chars += len(value) if isinstance(value, str) else len(json.dumps(value, default=str))
+    return chars + sum(len(line) for line in output.get("traceback") or [])
+
+
+def over_cap(outputs: list[dict], content: dict) -> bool:
+    """True if a cell holding `outputs` must not take a new output with `content`."""
+    return sum(output_chars(o) for o in outputs) + output_chars(content) > MAX_OUTPUT_CHARS
+
+
 class _CappedClient(NotebookClient):
-    """An nbclient that caps each cell's printed text."""
+    """An nbclient that caps what each cell keeps (stream text, displays, results) at
+    MAX_OUTPUT_CHARS; past the cap one truncation note is added and the rest is dropped."""
 
     def output(self, outs, msg, display_id, cell_index):
-        total = sum(len(o.get("text", "")) for o in outs if o.get("output_type") == "stream")
-        if total > MAX_OUTPUT_CHARS:
+        if outs and outs[-1].get("text") == TRUNCATED:
             return None
-        out = super().output(outs, msg, display_id, cell_index)
-        if total + len(msg["content"].get("text", "")) > MAX_OUTPUT_CHARS and outs:
-            outs.append(nbformat.v4.new_output("stream", name="stderr",
-                                               text="\n[output truncated by the grader]\n"))
-        return out
+        if over_cap(outs, msg["content"]):
+            outs.append(nbformat.v4.new_output("stream", name="stderr", text=TRUNCATED))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
 
 
 class Runner:
@@ -169,11 +190,16 @@ class Runner:
                     result.timed_out = result.timed_out or remaining <= 1
                     result.outcomes[index] = CellOutcome("skipped", note=f"not run: {why}")
                     continue
+                if result.unverified:
+                    result.outcomes[index] = CellOutcome(
+                        "skipped", note="not counted: the integrity check did not answer")
+                    continue
                 if self.guard is not None and cell.metadata.get("nbgrader", {}).get("grade"):
                     self._check_integrity(result, remaining)
-                    if result.tampering:
-                        result.outcomes[index] = CellOutcome(
-                            "skipped", note="not run: the grading environment was altered")
+                    if result.tampering or result.unverified:
+                        result.outcomes[index] = CellOutcome("skipped", note=(
+                            "not run: the grading environment was altered" if result.tampering
+                            else "not counted: the integrity check did not answer"))
                         continue
                 outcome = self._execute(cell, index, min(self.cell_timeout, remaining))
                 if outcome.status == "timeout" and self.cell_timeout > remaining:
@@ -213,19 +239,53 @@ class Runner:
         return CellOutcome("ok")
 
     def _check_integrity(self, result: Execution, remaining: float) -> None:
-        """Ask the guard for its report; it comes back in the execute reply, not as output."""
+        """Ask the guard for its report; it comes back in the execute reply, not as output.
+
+        A check that has not answered in time is followed by a kernel_info request, which the
+        kernel answers only after the check (shell requests are handled in order) and without
+        running code. If that answer comes first, the kernel was idle and swallowed the check:
+        tampering. If neither comes (a busy or dead kernel), nothing is proven either way:
+        `result.unverified` is set and the tests from here on are not counted.
+        """
         assert self.guard is not None and self.client is not None and self.client.kc is not None
-        msg_id = self.client.kc.execute("", silent=True, store_history=False,
-                                        user_expressions={"report": self.guard.check_expression()})
-        self.client.timeout = max(1, math.ceil(min(INTEGRITY_TIMEOUT, remaining)))
-        try:
-            reply = self.client.wait_for_reply(msg_id)
-        except Exception:  # no reply in time, a dead kernel, or nbclient giving up: no report
-            reply = None
-        expressions = (reply or {}).get("content", {}).get("user_expressions", {})
-        for problem in self.guard.parse(expressions.get("report")):
+        kc = self.client.kc
+        check_id = kc.execute("", silent=True, store_history=False,
+                              user_expressions={"report": self.guard.check_expression()})
+        wait = min(INTEGRITY_TIMEOUT, remaining)
+        reply = self._reply_to({check_id}, wait)
+        if reply is None:
+            reply = self._reply_to({check_id, kc.kernel_info()}, INTERRUPT_GRACE)
+            if reply is None:
+                result.unverified = (f"the integrity check did not answer within "
+                                     f"{wait + INTERRUPT_GRACE:.0f} s")
+                return
+        report = None
+        if reply["parent_header"].get("msg_id") == check_id:
+            report = reply.get("content", {}).get("user_expressions", {}).get("report")
+        for problem in self.guard.parse(report):
             if problem not in result.tampering:
                 result.tampering.append(problem)
+
+    def _reply_to(self, msg_ids: set[str], timeout: float) -> dict | None:
+        """The first shell reply to one of `msg_ids` within `timeout` s; None if none came or
+        the kernel died."""
+        assert self.client is not None and self.client.kc is not None
+        kc = self.client.kc
+
+        async def wait() -> dict | None:
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await ensure_async(kc.shell_channel.get_msg(timeout=min(left, 1.0)))
+                except Empty:
+                    if not await ensure_async(kc.is_alive()):
+                        return None
+                    continue
+                if msg["parent_header"].get("msg_id") in msg_ids:
+                    return msg
+            return None
+
+        return run_sync(wait)()
 
     def _restart(self, result: Execution, succeeded: list[int], deadline: float,
                  run_dir: Path) -> None:
@@ -238,10 +298,14 @@ class Runner:
             self._start(run_dir)
             for index in succeeded:
                 remaining = deadline - time.monotonic()
-                replay = self.nb.cells[index].copy()
-                if remaining <= 1 or self._execute(replay, index, min(self.cell_timeout,
-                                                                       remaining)).status in (
-                        "timeout", "died"):
+                original = self.nb.cells[index]
+                replay = original.copy()
+                try:
+                    status = "timeout" if remaining <= 1 else self._execute(
+                        replay, index, min(self.cell_timeout, remaining)).status
+                finally:  # nbclient stores the executed copy at `index`: put the original back
+                    self.nb.cells[index] = original
+                if status in ("timeout", "died"):
                     self._stop()
                     return
         except Exception:  # a kernel that will not start again: the remaining cells are skipped

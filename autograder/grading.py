@@ -12,6 +12,7 @@ from autograder import sandbox
 from autograder.course import (
     SOLUTIONS_DIR,
     CourseDir,
+    assignment_name,
     course_dir,
     find_assignment,
     match_assignment,
@@ -51,14 +52,17 @@ class Graded:
 
 
 def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
-    """Visible tests only, from nothing but the notebook (and its released version if found)."""
-    name = path.stem
+    """Visible tests only, from nothing but the notebook (and its released version if found).
+
+    The assignment is the one named in the notebook's metadata (stamped at release), so a renamed
+    copy is checked as what it is; a notebook without that metadata is named by its file.
+    """
     try:
         nb = read_notebook(path)
     except InvalidNotebook as err:
-        return Graded(GradeResult(path.name, name, "invalid", str(err)))
-    assignment = nb.metadata.get("autograder", {}).get("assignment", name)
-    release = release or _find_release(path)
+        return Graded(GradeResult(path.name, path.stem, "invalid", str(err)))
+    assignment = assignment_name(nb) or path.stem
+    release = release or _find_release(path, assignment)
     flags: list[str] = []
     if release is not None:
         pristine = nbformat.read(release, as_version=4)
@@ -69,14 +73,14 @@ def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
         merged = Merged(nb=nb)
         if _edited_tests(nb):
             flags.append("tests_edited")
-    tests = [c for c in merged.nb.cells if is_test_cell(c) and not is_hidden_test(c)]
-    if not tests:
+    if not any(is_test_cell(c) and not is_hidden_test(c) for c in merged.nb.cells):
         return Graded(GradeResult(path.name, assignment, "invalid",
                                   "no visible test cells found: is this an LLM Lab assignment?"))
     guard = Guard(watched=_watched_modules(merged.nb), blocked=_blocked_imports(merged.nb))
     execution = _execute(merged.nb, limits, guard, sandbox.Isolation("none", "learner's check"),
                          [], skip_hidden=True)
-    result = _result(path.name, assignment, merged, execution, tests, flags)
+    result = _result(path.name, assignment, merged, execution, False, flags)
+    result.hidden_points = sum(points(c) for c in merged.nb.cells if is_hidden_test(c))
     return Graded(result, merged.nb)
 
 
@@ -108,8 +112,7 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     hidden = _secret_paths(course, solutions_dir) + list(extra_hidden or [])
     guard = Guard(watched=_watched_modules(source), blocked=_blocked_imports(source))
     execution = _execute(merged.nb, limits, guard, isolation, hidden, skip_hidden=False)
-    tests = [c for c in merged.nb.cells if is_test_cell(c)]
-    result = _result(path.name, assignment.name, merged, execution, tests, flags)
+    result = _result(path.name, assignment.name, merged, execution, True, flags)
     result.isolation = isolation.describe()
     _reduce_hidden_outputs(merged.nb)
     return Graded(result, merged.nb)
@@ -143,15 +146,17 @@ def _execute(nb: NotebookNode, limits: Limits, guard: Guard, isolation: sandbox.
 
 
 def _result(filename: str, assignment: str, merged: Merged, execution: Execution,
-            tests: list[NotebookNode], flags: list[str]) -> GradeResult:
-    index = {id(c): i for i, c in enumerate(merged.nb.cells)}
+            with_hidden: bool, flags: list[str]) -> GradeResult:
+    """Score the test cells of `merged.nb` (hidden ones too if `with_hidden`) by position."""
     results = []
-    for cell in tests:
-        outcome = execution.outcomes.get(index[id(cell)], CellOutcome("skipped", note="not run"))
+    for index, cell in enumerate(merged.nb.cells):
+        if not is_test_cell(cell) or (is_hidden_test(cell) and not with_hidden):
+            continue
+        outcome = execution.outcomes.get(index, CellOutcome("skipped", note="not run"))
         passed = outcome.status == "ok" and not execution.tampering
         message = "" if passed else _message(outcome, execution)
         if not passed and outcome.status == "error":
-            message = _with_answer_error(message, merged.nb.cells, index[id(cell)], execution)
+            message = _with_answer_error(message, merged.nb.cells, index, execution)
         results.append(TestResult(grade_id(cell) or "?", points(cell) if passed else 0.0,
                                   points(cell), message))
     if execution.restarts:
@@ -159,6 +164,9 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
     if execution.tampering:
         state, reason = "tampered", "the submission altered the grading environment: " + \
             "; ".join(execution.tampering)
+    elif execution.unverified:
+        state, reason = "error", (f"{execution.unverified}: the tests from that point on were "
+                                  "not counted (this is not an accusation; grade it again)")
     elif execution.crashed:
         state, reason = "crashed", "the kernel died; tests after the crash ran in a new kernel"
     elif execution.timed_out or any(o.status == "timeout" for o in execution.outcomes.values()):
@@ -239,10 +247,10 @@ def _blocked_imports(nb: NotebookNode) -> list[str]:
     return [str(b) for b in blocked] + ["autograder"]
 
 
-def _find_release(path: Path) -> Path | None:
+def _find_release(path: Path, assignment: str) -> Path | None:
     """The released notebook in an enclosing course checkout, unless it is this very file."""
     for parent in path.resolve().parents:
-        candidate = parent / "assignments" / path.stem / f"{path.stem}.ipynb"
+        candidate = parent / "assignments" / assignment / f"{assignment}.ipynb"
         if candidate.exists():
             return None if candidate.resolve() == path.resolve() else candidate
     return None

@@ -9,7 +9,7 @@ changed. A report of changes makes the grade `tampered`.
 This is a best-effort check inside a process the student's code also runs in: it catches patching
 by assignment (`np.allclose = ...`, input or AST transformers, a replaced `run_cell`), not a
 determined attacker who hunts the snapshot down. The operating-system sandbox (`sandbox.py`) is the
-hard boundary for secrets and the network.
+boundary for secrets and the network; its module docstring says what it does not cover.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ class GradeResult:
     tests: list[TestResult] = field(default_factory=list)
     seconds: float = 0.0
     isolation: str = ""
+    hidden_points: float = 0.0  # points of hidden tests not run here (`check`)
 
     @property
     def score(self) -> float:
@@ -79,6 +80,9 @@ class GradeResult:
             lines.append(line + (f"   {t.message}" if t.message else ""))
         lines.append(f"Total: {_fmt(self.score)} / {_fmt(self.max_score)}   status: {self.state}"
                      + (f" ({self.reason})" if self.reason else ""))
+        if self.hidden_points:
+            lines.append(f"Hidden tests worth {_fmt(self.hidden_points)} more points run when "
+                         "your notebook is graded.")
         if self.flags:
             lines.append("Flags: " + ", ".join(self.flags))
         if self.isolation:

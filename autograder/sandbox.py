@@ -1,11 +1,21 @@
-"""Operating-system isolation of a grading kernel (Linux).
+"""Operating-system isolation of a grading kernel (Linux), and exactly what it does not do.
 
-The kernel runs in its own network namespace (no network at all: it talks to the grader over Unix
-sockets) and its own mount namespace in which the whole file system is read-only, the folders that
-hold secrets (solutions, hidden tests, the gradebook, other students' work, git history) are covered
-by empty file systems, `/tmp` is private, and only its own run folder is writable. It keeps the
-grader's user but drops every capability, so it cannot undo any of that, and its address space is
-capped. Each level is probed once; what is not available is reported, never claimed.
+At level "full" the kernel runs in its own network namespace (no network at all, not even
+loopback: it talks to the grader over Unix sockets) and its own mount namespace, in which:
+- the root mount is remounted read-only. The remount is not recursive: any other mount (a
+  separate /home or /work, a tmpfs, /dev/shm when it is not replaced below) stays as writable as
+  it is for the grader;
+- the folders that hold secrets (solutions, hidden tests, the gradebook, other students' work,
+  git history) are covered by empty read-only tmpfs mounts;
+- `/tmp`, `/dev/shm` and `/var/tmp` are fresh, private tmpfs mounts, and of the temp folder the
+  kernel sees only its own run folder (and the project or interpreter if they live there);
+- every capability is dropped (`setpriv`, no new privileges), so none of the mounts can be undone;
+- the address space is capped (`ulimit -v`).
+It does not: give the kernel its own PID namespace (it sees the host's processes, and a process
+it starts with `setsid` can outlive grading), clear the environment (the kernel inherits the
+grader's, HOME included, minus the AG_* variables), change the user (run as root, the kernel
+stays uid 0, without capabilities), or limit processes or file sizes. Level "network" is the
+network namespace alone. Each level is probed once; what is not available is reported.
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# Runs as root inside the new namespaces, then execs the kernel without capabilities.
+# Runs with full capabilities inside the new namespaces (as root, or as the grader's user mapped to
+# root of a new user namespace), then execs the kernel without capabilities.
 # "$AG_RUN" (connection file, sockets, working directory) lives in the temp folder "$AG_TMP".
 # A fresh tmpfs is prepared in "$AG_RUN/stage" with the run folder (and "$AG_KEEP": the project
 # and the interpreter, when they live in the temp folder too) bound inside it at the same relative
@@ -64,8 +75,9 @@ class Isolation:
 
     def describe(self) -> str:
         if self.level == "full":
-            return ("isolated: no network, read-only file system, solutions and other "
-                    "submissions hidden, no capabilities")
+            return ("isolated: no network, root mount read-only, solutions and other "
+                    "submissions hidden, private /tmp, no capabilities (no PID namespace; "
+                    "environment inherited)")
         if self.level == "network":
             return f"partly isolated: no network, but files are not hidden ({self.reason})"
         return f"NOT isolated: student code can reach the network and read files ({self.reason})"

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import toy
 from conftest import submission
 
+import autograder.results as ag_results
 from autograder import sandbox
-from autograder.grading import Limits, grade
+from autograder.grading import Limits, check, grade
 from llmlab import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -277,6 +279,165 @@ def test_check_flags_edited_tests(tmp_path, toy_release):
                               edit={"add_visible": "assert True\n"}), path)
     proc, data = _grade_cli(path, None, tmp_path, command="check")
     assert "tests_edited" in proc.stdout
+
+
+def test_check_names_the_assignment_from_metadata_and_counts_hidden_points(tmp_path,
+                                                                          toy_release):
+    path = tmp_path / "my copy of the homework.ipynb"  # renamed: the file name says nothing
+    nbformat.write(submission(toy_release), path)
+    proc = subprocess.run([sys.executable, "-m", "autograder", "check", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "— assignment toy" in proc.stdout
+    assert "Total: 2 / 2" in proc.stdout
+    assert "Hidden tests worth 4 more points" in proc.stdout
+
+
+@pytest.mark.parametrize("code, state", [(CRASH, "crashed"), (HANG_IGNORING_SIGINT, "timeout")])
+def test_check_survives_a_dead_or_hung_kernel_after_a_passed_test(tmp_path, toy_release, code,
+                                                                  state):
+    # regression: the replayed cells replaced those the test list was collected from (KeyError)
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release, {"mean_answer": code}), path)
+    graded = check(path, Limits(cell_timeout=5, timeout=120))
+    assert graded.result.state == state, graded.result.summary()
+    assert {t.name: t.score for t in graded.result.tests} == {"add_visible": 1, "mean_visible": 0}
+    assert "kernel_restarts=1" in graded.result.flags
+
+
+def test_grade_class_with_relative_out_and_a_stale_out_folder(tmp_path, toy_solutions,
+                                                              toy_release):
+    # regressions: a relative --out broke feedback (nbgrader resolved it twice); an output
+    # folder graded before the solutions changed kept its old source/ and gradebook; the
+    # first run printed SQLAlchemy warnings
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(submission(toy_release), subs / "alice.ipynb")
+    newer = tmp_path / "newer-solutions"
+    toy.build(newer)
+    source = nbformat.read(newer / "toy" / "toy.ipynb", as_version=4)
+    hidden = next(c for c in source.cells if c.metadata.get("nbgrader", {}).get("grade_id") ==
+                  "add_hidden")
+    hidden.metadata["nbgrader"]["points"] = 5
+    nbformat.write(source, newer / "toy" / "toy.ipynb")
+    from nbgrader.api import Gradebook
+
+    for solutions, total in ((toy_solutions, 6), (newer, 9)):
+        cmd = [sys.executable, "-m", "autograder", "grade-class", "subs", "--assignment", "toy",
+               "--out", "grading/toy", "-j", "1", "--solutions", str(solutions)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Warning" not in proc.stderr, proc.stderr[-3000:]
+        out = tmp_path / "grading" / "toy"
+        assert (out / "feedback" / "alice" / "toy" / "toy.html").exists()
+        with (out / "grades.csv").open(encoding="utf-8") as f:
+            (row,) = csv.DictReader(f)
+        assert (row["status"], float(row["score"]), float(row["max_score"]), row["flags"]) == (
+            "graded", total, total, "")
+        with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+            graded = gb.find_submission("toy", "alice")
+            assert (graded.score, graded.max_score) == (total, total)
+        copied = nbformat.read(out / "source" / "toy" / "toy.ipynb", as_version=4)
+        assert sum(c.metadata.get("nbgrader", {}).get("points", 0) for c in copied.cells) == total
+
+
+def test_every_submission_gets_a_row_even_when_the_grader_fails(tmp_path, toy_solutions,
+                                                                toy_release, monkeypatch):
+    from autograder import classroom
+
+    def broken_worker(sub, *args):
+        if sub.student == "bob":
+            raise RuntimeError("worker exploded")
+        return classroom.zero_result(sub.student, args[1], "graded", "")
+
+    monkeypatch.setattr(classroom, "_grade_one", broken_worker)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for student in ("alice", "bob"):
+        nbformat.write(toy_release, subs / f"{student}.ipynb")
+    out = tmp_path / "out"
+    results = classroom.grade_class(subs, "toy", out, 2, progress=False,
+                                    solutions_dir=toy_solutions)
+    assert [r.state for r in results] == ["graded", "error"]
+    assert "worker exploded" in results[1].reason
+    with (out / "grades.csv").open(encoding="utf-8") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"alice", "bob"} and rows["bob"]["status"] == "error"
+    # a score the gradebook has no cell for is flagged, not silently dropped
+    course = classroom.course_dir(classroom.find_assignment("toy", toy_solutions))
+    ghost = classroom.zero_result("carol", course, "graded", "")
+    ghost.tests.append(ag_results.TestResult("ghost_visible", 1.0, 1.0))
+    classroom._save(out, course, "carol", ghost, "key")
+    assert "not_in_gradebook=ghost_visible" in ghost.flags
+
+
+def test_cached_course_config_names_its_own_folder(tmp_path, toy_solutions):
+    from autograder.course import Assignment, course_dir
+
+    assignment = Assignment("toy", toy_solutions / "toy" / "toy.ipynb")
+    course = course_dir(assignment, cache=tmp_path / "courses")  # built here, in a temp folder
+    config = (course.root / "nbgrader_config.py").read_text(encoding="utf-8")
+    assert f"root = {str(course.root)!r}" in config
+    assert ".toy-" not in config, "the config points at the folder it was built in"
+
+
+def test_a_slow_integrity_check_is_an_error_not_tampering(tmp_path, toy_solutions,
+                                                          toy_release, monkeypatch):
+    from autograder import execute, grading
+
+    slow_after_first = ("__import__('sys').__dict__.setdefault('_checks', []).append(0) or "
+                        "(len(__import__('sys')._checks) > 1 and __import__('time').sleep(30)) or ")
+
+    class SlowGuard(grading.Guard):
+        def check_expression(self) -> str:  # every check but the first takes 30 s
+            return slow_after_first + super().check_expression()
+
+    monkeypatch.setattr(grading, "Guard", SlowGuard)
+    monkeypatch.setattr(execute, "INTEGRITY_TIMEOUT", 2.0)
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(submission(toy_release), path)
+    result = grade(path, Limits(cell_timeout=20, timeout=120), "toy", toy_solutions).result
+    assert result.state == "error", result.summary()
+    assert "integrity check did not answer" in result.reason
+    assert "tamper" not in result.reason and "altered" not in result.reason
+    # the first test was vouched for; none of the later ones score
+    assert {t.name: t.score for t in result.tests} == {
+        "add_visible": 1, "add_hidden": 0, "mean_visible": 0, "mean_hidden": 0}
+    assert all("integrity check did not answer" in t.message for t in result.tests[1:])
+
+
+def _processes_mentioning(folder: Path) -> list[str]:
+    """Command lines of live processes that run in, or name, `folder` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if str(folder) in cmdline or cwd.startswith(str(folder)):
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
+def test_timed_out_worker_leaves_no_kernel_or_run_folder(tmp_path, toy_solutions, toy_release,
+                                                        monkeypatch):
+    from autograder import classroom
+
+    tmp = tmp_path / "tmp"  # the worker's temp folder: its run folder is made here
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(classroom, "WORKER_MARGIN", -50.0)  # stopped after 10 s, in the hang
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(submission(toy_release, {"add_answer": HANG}), subs / "hang.ipynb")
+    results = classroom.grade_class(subs, "toy", tmp_path / "out", 1,
+                                    Limits(cell_timeout=60, timeout=60), progress=False,
+                                    solutions_dir=toy_solutions)
+    assert [(r.state, r.score) for r in results] == [("timeout", 0)]
+    assert not list(tmp.glob("ag-*")), "the worker's run folder was left behind"
+    assert not _processes_mentioning(tmp), "the worker's kernel was left running"
 
 
 @pytest.fixture
