@@ -104,30 +104,30 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        # = x * rsqrt(mean(x^2) + eps) in float32 (torch's fused kernel), then the learned gain
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return normed.to(x.dtype) * self.weight
 
 
-def rope_angles(head_dim: int, length: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotation angles, each (length, head_dim / 2), in float32.
+def rope_angles(head_dim: int, length: int, base: float) -> torch.Tensor:
+    """The rotations of positions 0 .. length - 1 as unit complex numbers, (length, head_dim / 2).
 
-    Channel pair i of the token at position m is rotated by m * base^(-2i / head_dim): the first
-    pairs turn fast (they see short distances), the last ones slowly (long distances).
+    Channel pair i of the token at position m is rotated by the angle m * base^(-2i / head_dim):
+    the first pairs turn fast (they see short distances), the last ones slowly (long distances).
     """
     angles = torch.outer(torch.arange(length, dtype=torch.float32),
                          rope_frequencies(head_dim, base))
-    return angles.cos(), angles.sin()
+    return torch.polar(torch.ones_like(angles), angles)  # cos(angle) + i sin(angle)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Rotate adjacent channel pairs (x[..., 2i], x[..., 2i+1]) of x (B, H, T, head_dim).
 
-    `cos` and `sin` are (T, head_dim / 2): the angles of the T positions of x.
+    Each pair is read as the complex number x[2i] + i x[2i+1] and multiplied by its rotation
+    (`rotations`: (T, head_dim / 2) from `rope_angles`), in float32.
     """
-    x_even, x_odd = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
 
 
 class KVCache:
@@ -184,14 +184,14 @@ class Attention(nn.Module):
         self.wv = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
         self.wo = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None = None, layer: int = 0, start_pos: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotations: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0, start_pos: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, heads * head_dim) -> (B, heads, T, head_dim)
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, rotations), apply_rope(k, rotations)
         if cache is not None:  # store this step's keys and values, attend over all so far
             end = start_pos + T
             cache.k[layer, :, :, start_pos:end] = k
@@ -234,8 +234,8 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
         self.feed_forward = FeedForward(config)
 
-    def forward(self, x, cos, sin, cache=None, layer=0, start_pos=0):
-        h = x + self.attention(self.attention_norm(x), cos, sin, cache, layer, start_pos)
+    def forward(self, x, rotations, cache=None, layer=0, start_pos=0):
+        h = x + self.attention(self.attention_norm(x), rotations, cache, layer, start_pos)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -249,9 +249,8 @@ class Llama(nn.Module):
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tied_embeddings:
             self.output.weight = self.tok_embeddings.weight
-        cos, sin = rope_angles(config.head_dim, config.context_length, config.rope_base)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        # a plain attribute, not a buffer: `model.to(dtype)` must leave these complex64 numbers be
+        self.rotations = rope_angles(config.head_dim, config.context_length, config.rope_base)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -276,10 +275,10 @@ class Llama(nn.Module):
         if cache is not None and start_pos > cache.length:
             raise ValueError(f"start_pos {start_pos} leaves a gap after the {cache.length} "
                              "cached positions")
-        cos, sin = self.rope_cos[start_pos:end], self.rope_sin[start_pos:end]
+        rotations = self.rotations[start_pos:end]
         x = self.tok_embeddings(idx)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, i, start_pos)
+            x = layer(x, rotations, cache, i, start_pos)
         if cache is not None:
             cache.length = end
         return self.output(self.norm(x)).float()
@@ -306,8 +305,7 @@ class Llama(nn.Module):
                              f"unexpected {unexpected}")
         if config.tied_embeddings:
             model.output.weight = model.tok_embeddings.weight
-        cos, sin = rope_angles(config.head_dim, config.context_length, config.rope_base)
-        model.rope_cos, model.rope_sin = cos, sin
+        model.rotations = rope_angles(config.head_dim, config.context_length, config.rope_base)
         return model.eval()
 
 
