@@ -209,10 +209,12 @@ def prepare() -> None:
     print(f"start-up file written: {write_startup_file()}")
 
 
-def lab_command(port: int, browser: bool, is_root: bool) -> list[str]:
+def lab_command(port: int, browser: bool, is_root: bool, token: str = "") -> list[str]:
     """The `jupyter lab` command line that serves this repository."""
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={PROJECT_ROOT}",
            f"--port={port}", "--ServerApp.port_retries=0"]
+    if token:
+        cmd.append(f"--IdentityProvider.token={token}")
     if not browser:
         cmd.append("--no-browser")
     if is_root:  # jupyter refuses to start as root without it (containers, CI, Binder-like boxes)
@@ -221,10 +223,15 @@ def lab_command(port: int, browser: bool, is_root: bool) -> list[str]:
 
 
 def lab(port: int, browser: bool) -> None:
+    import secrets
+
     os.environ.update(kernel_env())
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    cmd = lab_command(port, browser, is_root)
-    print("Starting JupyterLab:", " ".join(cmd), flush=True)
+    token = secrets.token_hex(24)
+    cmd = lab_command(port, browser, is_root, token)
+    url = f"http://127.0.0.1:{port}/lab/tree/course/00_welcome.ipynb?token={token}"
+    print(f"Starting JupyterLab. {'A browser tab opens; if not, o' if browser else 'O'}pen this "
+          f"URL:\n\n    {url}\n\n(Ctrl+C stops it.)", flush=True)
     if os.name == "nt":  # os.exec* does not replace the process on Windows
         import subprocess
 

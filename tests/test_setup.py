@@ -172,8 +172,9 @@ def test_kernels_find_the_project_cache():
 
 
 def test_lab_command_options():
-    cmd = lab_command(port=9999, browser=False, is_root=True)
+    cmd = lab_command(port=9999, browser=False, is_root=True, token="abc")
     assert "--port=9999" in cmd and "--no-browser" in cmd and "--allow-root" in cmd
+    assert "--IdentityProvider.token=abc" in cmd
     cmd = lab_command(port=8888, browser=True, is_root=False)
     assert "--no-browser" not in cmd and "--allow-root" not in cmd
 
@@ -212,7 +213,14 @@ def test_make_lab_serves_jupyterlab():
                 time.sleep(1)
         assert proc.poll() is None, proc.stdout.read()
         assert status in (200, 302, 403), f"no answer from JupyterLab on port {port}"
-        token = _token(port)
+        printed = ""
+        while "?token=" not in printed:  # the URL a learner is told to open, printed first
+            printed = proc.stdout.readline()
+            assert printed, "make lab printed no URL with a token"
+        token = printed.split("?token=")[1].strip()
+        assert token == _token(port)
+        with urllib.request.urlopen(printed.strip(), timeout=5) as r:
+            assert r.status == 200, "the printed URL opens the welcome notebook"
         with urllib.request.urlopen(
                 f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5) as r:
             body = json.loads(r.read())
