@@ -3,7 +3,7 @@
 # Everyone:    make test
 # Maintainers: make assignments | make lectures   (MODULE=09 for one module)
 # Instructors: make grade NB=... | make grade-class SUBMISSIONS=... ASSIGNMENT=... [OUT=...]
-#              make student-repo ASSIGNMENT=... OUT=...
+#              make formgrader OUT=grading/...   make student-repo ASSIGNMENT=... OUT=...
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -14,7 +14,7 @@ OPEN_BROWSER ?= 0
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.cache/tiktoken
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup lab test assignments lectures grade grade-class student-repo clean
+.PHONY: setup lab test assignments lectures grade grade-class formgrader student-repo clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ grade: setup
 
 grade-class: setup
 	$(PY) -m autograder grade-class $(SUBMISSIONS) --assignment $(ASSIGNMENT) --out $(or $(OUT),grading/$(ASSIGNMENT))
+
+# nbgrader's formgrader (and its other instructor tools) on a grade-class output folder
+formgrader: setup
+	$(PY) -m autograder formgrader $(or $(OUT),grading/$(ASSIGNMENT))
 
 student-repo: setup
 	$(PY) -m autograder student-repo --assignment $(ASSIGNMENT) --out $(OUT)

@@ -1,4 +1,5 @@
-"""Command line: python -m autograder {check,grade,grade-class,student-repo,release,run-lectures}.
+"""Command line: python -m autograder {check,grade,grade-class,formgrader,student-repo,release,
+run-lectures}.
 
 Exit status: 0 whenever a result was produced, including for a notebook that could not be graded
 (its status says why); non-zero only when the grader itself failed.
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     _limits(p)
 
+    p = sub.add_parser("formgrader", help="open nbgrader's formgrader on a grade-class output "
+                                          "folder (instructors)")
+    p.add_argument("out", type=Path, help="the --out folder of grade-class")
+    p.add_argument("--port", type=int, default=8889)
+    p.add_argument("--browser", action="store_true", help="open a browser tab")
+
     p = sub.add_parser("student-repo", help="build the GitHub Classroom template repository")
     p.add_argument("--assignment", required=True)
     p.add_argument("--out", type=Path, required=True, help="a new folder")
@@ -128,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(results)} submissions: " +
                   ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
             print(f"grades: {args.out / 'grades.csv'}   feedback: {args.out / 'feedback'}")
+            return 0
+        if args.command == "formgrader":
+            from llmlab.setup import lab
+
+            if not (args.out / "gradebook.db").is_file():
+                print(f"{args.out} is not a grade-class output folder (no gradebook.db)",
+                      file=sys.stderr)
+                return 2
+            lab(args.port, args.browser, instructor_root=args.out.resolve())
             return 0
         if args.command == "student-repo":
             from autograder.student_repo import build

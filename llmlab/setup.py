@@ -46,6 +46,14 @@ ENCODINGS = ("cl100k_base",)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 #: The start-up file (in site-packages) that points tiktoken at the project cache.
 PTH_NAME = "llmlab-offline.pth"
+#: Jupyter configuration added for learners' JupyterLab (`make lab`).
+LEARNER_CONFIG_DIR = CACHE_DIR / "jupyter-learner"
+#: nbgrader's instructor tools, hidden from learners: creating assignments, the formgrader, the
+#: course and assignment lists of nbgrader's exchange (unused here) and its menu. Validate stays:
+#: it runs the notebook and reports every failing cell, which helps a learner before `check`.
+INSTRUCTOR_PLUGINS = ("create-assignment", "formgrader", "course-list", "assignment-list",
+                      "menu")
+INSTRUCTOR_SERVER_EXTENSIONS = ("formgrader", "course_list", "assignment_list")
 
 
 class SetupError(RuntimeError):
@@ -201,17 +209,32 @@ def write_startup_file() -> Path:
     return path
 
 
+def write_learner_config(folder: Path = LEARNER_CONFIG_DIR) -> Path:
+    """Write the Jupyter configuration that hides nbgrader's instructor tools from learners."""
+    (folder / "labconfig").mkdir(parents=True, exist_ok=True)
+    disabled = {f"@jupyter/nbgrader:{name}": True for name in INSTRUCTOR_PLUGINS}
+    (folder / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": disabled}, indent=1) + "\n", encoding="utf-8")
+    server = {f"nbgrader.server_extensions.{name}": False for name in INSTRUCTOR_SERVER_EXTENSIONS}
+    (folder / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": server}}, indent=1) + "\n",
+        encoding="utf-8")
+    return folder
+
+
 def prepare() -> None:
     """Make every offline asset ready. Safe to run any number of times."""
     for path in prepare_tiktoken():
         print(f"tiktoken cache ready: {path.relative_to(PROJECT_ROOT)}")
     print(f"kernel spec written: {write_kernelspec()}")
     print(f"start-up file written: {write_startup_file()}")
+    print(f"learners' Jupyter settings written: {write_learner_config()}")
 
 
-def lab_command(port: int, browser: bool, is_root: bool, token: str = "") -> list[str]:
-    """The `jupyter lab` command line that serves this repository."""
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={PROJECT_ROOT}",
+def lab_command(port: int, browser: bool, is_root: bool, token: str = "",
+                root: Path = PROJECT_ROOT) -> list[str]:
+    """The `jupyter lab` command line that serves `root` (this repository by default)."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
            f"--port={port}", "--ServerApp.port_retries=0"]
     if token:
         cmd.append(f"--IdentityProvider.token={token}")
@@ -222,19 +245,26 @@ def lab_command(port: int, browser: bool, is_root: bool, token: str = "") -> lis
     return cmd
 
 
-def lab(port: int, browser: bool) -> None:
+def lab(port: int, browser: bool, instructor_root: Path | None = None) -> None:
+    """Start JupyterLab: for learners on this repository with nbgrader's instructor tools hidden,
+    or (`instructor_root`) for an instructor on a grading folder with every nbgrader tool."""
     import secrets
 
     os.environ.update(kernel_env())
+    if instructor_root is None:
+        extra = os.environ.get("JUPYTER_CONFIG_PATH")
+        os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            [str(write_learner_config()), *([extra] if extra else [])])
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     token = secrets.token_hex(24)
-    cmd = lab_command(port, browser, is_root, token)
-    url = f"http://127.0.0.1:{port}/lab/tree/course/00_welcome.ipynb?token={token}"
+    root = instructor_root or PROJECT_ROOT
+    cmd = lab_command(port, browser, is_root, token, root)
+    page = "formgrader" if instructor_root else "lab/tree/course/00_welcome.ipynb"
+    url = f"http://127.0.0.1:{port}/{page}?token={token}"
     print(f"Starting JupyterLab. {'A browser tab opens; if not, o' if browser else 'O'}pen this "
           f"URL:\n\n    {url}\n\n(Ctrl+C stops it.)", flush=True)
+    os.chdir(root)  # nbgrader's formgrader reads nbgrader_config.py from the working folder
     if os.name == "nt":  # os.exec* does not replace the process on Windows
-        import subprocess
-
         sys.exit(subprocess.call(cmd))
     os.execv(cmd[0], cmd)
 

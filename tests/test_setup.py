@@ -221,6 +221,11 @@ def test_make_lab_serves_jupyterlab():
         assert token == _token(port)
         with urllib.request.urlopen(printed.strip(), timeout=5) as r:
             assert r.status == 200, "the printed URL opens the welcome notebook"
+            page = r.read().decode()
+        disabled = _page_config(page)["disabledExtensions"]
+        for plugin in ("create-assignment", "formgrader", "course-list"):
+            assert f"@jupyter/nbgrader:{plugin}" in disabled, "instructor tools are hidden"
+        assert "@jupyter/nbgrader:validate-assignment" not in disabled
         with urllib.request.urlopen(
                 f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5) as r:
             body = json.loads(r.read())
@@ -231,6 +236,18 @@ def test_make_lab_serves_jupyterlab():
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _page_config(page: str) -> dict:
+    start = page.index('id="jupyter-config-data"')
+    body = page[page.index(">", start) + 1 : page.index("</script>", start)]
+    return json.loads(body)
+
+
+def test_formgrader_command_needs_a_grading_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "autograder", "formgrader", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "gradebook.db" in proc.stderr
 
 
 def _token(port: int) -> str:
