@@ -112,7 +112,7 @@ class ChatModel:
         else:
             cache = best[0].clone(max_len=max_len)
             cache.length = reuse
-        logits = self.model(torch.tensor([ids[reuse:]]), cache, reuse)[0, -1]
+        logits = self.model(torch.tensor([ids[reuse:]]), cache, reuse, last_only=True)[0, -1]
         stored = cache.clone(max_len=len(ids))
         self._states[ids] = (stored, logits)
         self._states.move_to_end(ids)

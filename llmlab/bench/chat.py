@@ -10,7 +10,8 @@ are each case's own, and prints one JSON line:
      "bandwidth_gb_s": {DTYPE: …}, "threads", "torch"}
 
 - prefill: one forward pass over a 512-token prompt (text of the Python reference manual), after
-  a warm-up pass; tokens per second.
+  a warm-up pass, computing the logits of the last position only (both implementations, as
+  generation does); tokens per second.
 - decode: greedy tokens per second over exactly 128 new tokens, end-of-text ignored. For
   transformers, `generate(max_new_tokens=128)` minus `generate(max_new_tokens=1)` on the same
   prompt (so both include one prefill, and the difference is 127 decoding steps); for llmlab, the
@@ -91,7 +92,7 @@ def run_case(impl: str, dtype_name: str, n_prompt: int, n_new: int, out: Path) -
         model(x[:, :32], model.new_cache(max_len=64))  # warm-up
         cache = model.new_cache(max_len=n_prompt + n_new)
         started = time.perf_counter()
-        logits = model(x, cache)[0, -1]
+        logits = model(x, cache, last_only=True)[0, -1]
         prefill_s = time.perf_counter() - started
         first = logits.clone()
         tokens, started = [], time.perf_counter()
@@ -116,7 +117,7 @@ def run_case(impl: str, dtype_name: str, n_prompt: int, n_new: int, out: Path) -
         with torch.no_grad():
             model(x[:, :32])  # warm-up
             started = time.perf_counter()
-            first = model(x).logits[0, -1].float()
+            first = model(x, logits_to_keep=1).logits[0, -1].float()  # as llmlab
             prefill_s = time.perf_counter() - started
 
             def generate(n: int) -> tuple[list[int], float]:

@@ -1,0 +1,26 @@
+"""`python -m llmlab.bench chat --quick`: the benchmark runs and prints its JSON line."""
+
+import json
+import subprocess
+import sys
+
+from llmlab import PROJECT_ROOT
+
+CASE_KEYS = {"load_s", "prefill_tok_s", "decode_tok_s", "peak_rss_mb", "ceiling_tok_s"}
+
+
+def test_quick_benchmark_prints_one_json_line_with_every_field():
+    proc = subprocess.run([sys.executable, "-m", "llmlab.bench", "chat", "--quick"],
+                          capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, "one JSON line on stdout, progress on stderr"
+    report = json.loads(lines[0])
+    assert set(report) == {"llmlab", "transformers", "default_dtype", "default_vs_float32",
+                           "bandwidth_gb_s", "threads", "torch"}
+    default = report["default_dtype"]
+    for impl in ("llmlab", "transformers"):
+        case = report[impl][default]
+        assert set(case) == CASE_KEYS
+        assert all(isinstance(v, int | float) and v > 0 for v in case.values()), case
+    assert report["bandwidth_gb_s"][default] > 0 and report["threads"] == 2
