@@ -1,0 +1,179 @@
+"""`python -m llmlab.serve`, started on a free loopback port and driven by the official client."""
+
+import http.client
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+
+from llmlab.chat import ChatModel
+from llmlab.llm import LOCAL_MODEL
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT = 120  # seconds: importing torch and loading the model, on a busy machine
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+OTHER = [{"role": "user", "content": "Name three colours."}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/v1/models")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory) -> int:
+    """The port of a server started for this module, stopped at its end."""
+    port = _free_port()
+    log = Path(tmp_path_factory.mktemp("serve")) / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "llmlab.serve", "--port", str(port)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _answers(port):
+            assert server.poll() is None, f"the server exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"no answer in {START_TIMEOUT} s: {log.read_text()}"
+            time.sleep(0.5)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def client(port) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused",
+                         max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def model() -> ChatModel:
+    """The model in this process, for its tokenizer only: generating here too would make the
+    two processes fight over the cores."""
+    return ChatModel.load()
+
+
+def _chat(client: openai.OpenAI, messages=QUESTION, **options):
+    return client.chat.completions.create(model=LOCAL_MODEL, messages=messages,
+                                          temperature=0, **{"max_tokens": 24, **options})
+
+
+def _streamed(client: openai.OpenAI, messages=QUESTION, **options) -> list:
+    with _chat(client, messages, stream=True, **options) as chunks:
+        return list(chunks)
+
+
+def test_models_lists_the_local_model(client):
+    assert [m.id for m in client.models.list()] == [LOCAL_MODEL]
+
+
+def test_reply_with_usage(client, model):
+    reply = _chat(client)
+    text = reply.choices[0].message.content
+    assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
+    assert "Paris" in text, "the model answers the question"
+    assert reply.choices[0].finish_reason == "stop", "a reply that ends by itself says 'stop'"
+    usage = reply.usage
+    assert usage.prompt_tokens == model.count_tokens(QUESTION), "prompt tokens as the tokenizer"
+    assert usage.completion_tokens == model.count_tokens(text), "completion tokens as generated"
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_max_tokens_cuts_the_reply_with_finish_reason_length(client):
+    full = _chat(client).choices[0].message.content
+    reply = _chat(client, max_tokens=3)
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 3
+    assert full.startswith(reply.choices[0].message.content), "the reply's first tokens"
+
+
+def test_stream_joins_to_the_same_reply(client):
+    whole = _chat(client)
+    chunks = _streamed(client, stream_options={"include_usage": True})
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant", "the first chunk carries the role"
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert len([p for p in pieces if p]) > 1, "the reply comes in several pieces"
+    assert "".join(pieces) == whole.choices[0].message.content, "pieces join to the reply"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and not any(finishes[:-1]), "the last chunk says why it ended"
+    assert chunks[-1].usage == whole.usage, "the usage chunk counts as the whole reply does"
+
+
+def test_stop_string_ends_the_reply_before_it(client):
+    full = _chat(client).choices[0].message.content
+    stop = " " + full.split()[2]
+    expected = full[: full.index(stop)]
+    reply = _chat(client, stop=[stop, "never in this reply"])
+    assert reply.choices[0].message.content == expected, "the reply ends before the stop string"
+    assert reply.choices[0].finish_reason == "stop"
+    pieces = [c.choices[0].delta.content or "" for c in _streamed(client, stop=stop) if c.choices]
+    assert "".join(pieces) == expected, "a streamed reply stops there too"
+
+
+@pytest.mark.parametrize("request_body, field", [
+    ({"model": LOCAL_MODEL}, "messages"),
+    ({"model": LOCAL_MODEL, "messages": [{"role": "robot", "content": "Hi"}]}, "messages"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "temperature": "hot"}, "temperature"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "max_tokens": -1}, "max_tokens"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "stop": [""]}, "stop"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": []}, "tools"),
+    ({"model": "no-such-model", "messages": QUESTION}, "model"),
+], ids=["missing messages", "unknown role", "temperature not a number", "negative max_tokens",
+        "empty stop string", "unsupported field", "unknown model"])
+def test_bad_request_gets_an_openai_error_and_the_server_keeps_serving(client, request_body,
+                                                                       field):
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.post("/chat/completions", body=request_body, cast_to=object)
+    assert raised.value.status_code in (400, 404, 422)
+    error = raised.value.response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, "OpenAI's error shape"
+    assert error["param"] == field and error["message"], "the error names the bad field"
+    assert _chat(client, max_tokens=2).choices[0].message.content, "the server still answers"
+
+
+def test_two_clients_at_once_each_get_their_own_reply(client):
+    alone = [_chat(client).choices[0].message.content,
+             _chat(client, OTHER).choices[0].message.content]
+
+    def streamed() -> str:
+        return "".join(c.choices[0].delta.content or "" for c in _streamed(client) if c.choices)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(streamed)
+        second = pool.submit(lambda: _chat(client, OTHER).choices[0].message.content)
+        assert [first.result(timeout=120), second.result(timeout=120)] == alone
+
+
+def test_a_client_that_leaves_mid_stream_does_not_disturb_the_next(client):
+    started = time.monotonic()
+    alone = _chat(client, OTHER).choices[0].message.content
+    alone_seconds = time.monotonic() - started
+    story = [{"role": "user", "content": "Write a long story about a dragon."}]
+    with _chat(client, story, max_tokens=240, stream=True) as chunks:  # ten times as long
+        next(iter(chunks))
+    started = time.monotonic()
+    assert _chat(client, OTHER).choices[0].message.content == alone
+    assert time.monotonic() - started < 3 * alone_seconds + 1, "the abandoned generation stopped"
