@@ -30,7 +30,9 @@ import codecs
 import json
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import torch
 
@@ -42,6 +44,18 @@ ROLES = ("system", "user", "assistant", "tool")
 DEFAULT_DTYPE = torch.bfloat16
 #: How many prompt states (KV caches) are kept for prefix reuse.
 PREFIX_STATES = 4
+#: Prompts run in chunks of this many positions (see `ChatModel.prefill`).
+PREFILL_CHUNK = 64
+
+
+@dataclass
+class Finish:
+    """How a reply ended (`stop`: the end-of-turn token or a stop string; `length`: it ran out
+    of new tokens or of context), and its token counts (the end-of-turn token not counted)."""
+
+    reason: Literal["stop", "length"] = "length"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class ChatModel:
@@ -57,7 +71,7 @@ class ChatModel:
         env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         self._template = env.from_string(chat_template)
         self.end_ids = {tokenizer.special_tokens[t] for t in end_tokens}
-        self._states: OrderedDict[tuple[int, ...], tuple[KVCache, torch.Tensor]] = OrderedDict()
+        self._states: OrderedDict[tuple[int, ...], KVCache] = OrderedDict()
 
     @classmethod
     def load(cls, dtype: torch.dtype = DEFAULT_DTYPE) -> ChatModel:
@@ -93,28 +107,36 @@ class ChatModel:
     # -- the forward pass with prefix reuse -----------------------------------------------------
     def prefill(self, ids: Sequence[int], room: int = 0) -> tuple[KVCache, torch.Tensor]:
         """A cache holding `ids` (with `room` free positions after them) and the logits (V,) of
-        the next token. Starts from the longest prefix of `ids` already computed."""
+        the next token. Starts from the longest prefix of `ids` already computed.
+
+        The prompt always runs in chunks of `PREFILL_CHUNK` positions that start at multiples of
+        it, and a stored prefix is reused only up to such a boundary: so a prompt's numbers are
+        the same whatever ran before it (reusing an arbitrary prefix would change the rounding,
+        and in bfloat16 that can change a sampled token).
+        """
         ids = tuple(int(i) for i in ids)
         if not ids:
             raise ValueError("cannot run the model on an empty prompt")
         if len(ids) > self.context_length:
             raise ValueError(f"{len(ids)} tokens do not fit the context of "
                              f"{self.context_length}")
-        best, reuse = None, 0
-        for key, state in self._states.items():
-            common = _common_prefix(key, ids)
-            if common > reuse:
-                best, reuse = state, common
-        reuse = min(reuse, len(ids) - 1)  # at least one token runs, to give the next logits
+        best, common = None, 0
+        for key, stored in self._states.items():
+            shared = _common_prefix(key, ids)
+            if shared > common:
+                best, common = stored, shared
+        # at least one position runs, to give the next logits
+        reuse = min(common, len(ids) - 1) // PREFILL_CHUNK * PREFILL_CHUNK
         max_len = min(len(ids) + room, self.context_length)
         if best is None or reuse == 0:
             cache, reuse = self.model.new_cache(max_len=max_len), 0
         else:
-            cache = best[0].clone(max_len=max_len)
+            cache = best.clone(max_len=max_len)
             cache.length = reuse
-        logits = self.model(torch.tensor([ids[reuse:]]), cache, reuse, last_only=True)[0, -1]
-        stored = cache.clone(max_len=len(ids))
-        self._states[ids] = (stored, logits)
+        for start in range(reuse, len(ids), PREFILL_CHUNK):
+            chunk = torch.tensor([ids[start : start + PREFILL_CHUNK]])
+            logits = self.model(chunk, cache, start, last_only=True)[0, -1]
+        self._states[ids] = cache.clone(max_len=len(ids))
         self._states.move_to_end(ids)
         while len(self._states) > PREFIX_STATES:
             self._states.popitem(last=False)
@@ -149,8 +171,11 @@ class ChatModel:
     def generate_ids(self, ids: Sequence[int], max_new_tokens: int = 256,
                      temperature: float = 0.0, top_k: int | None = None,
                      top_p: float | None = None, seed: int | None = None,
-                     stop_at_end: bool = True) -> Iterator[int]:
-        """Yield new token ids one by one (the end-of-turn token ends the loop, unyielded)."""
+                     stop_at_end: bool = True, finish: Finish | None = None) -> Iterator[int]:
+        """Yield new token ids one by one (the end-of-turn token ends the loop, unyielded).
+        `finish`, if given, is filled in as the loop goes."""
+        finish = finish if finish is not None else Finish()
+        finish.reason, finish.prompt_tokens, finish.completion_tokens = "length", len(ids), 0
         if max_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 0")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -163,7 +188,9 @@ class ChatModel:
             next_id = int(sample_next(logits[None].float(), temperature, top_k, top_p,
                                       generator))
             if stop_at_end and next_id in self.end_ids:
+                finish.reason = "stop"
                 return
+            finish.completion_tokens += 1
             yield next_id
             if cache.length >= cache.max_len:
                 return
@@ -171,20 +198,24 @@ class ChatModel:
 
     def stream(self, messages: Sequence[dict], max_new_tokens: int = 256,
                temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
-               seed: int | None = None, stop: str | Sequence[str] | None = None
-               ) -> Iterator[str]:
+               seed: int | None = None, stop: str | Sequence[str] | None = None,
+               finish: Finish | None = None) -> Iterator[str]:
         """Yield the reply in pieces as it is decoded: never half a UTF-8 character, never part
-        of a stop string (the reply ends before the first stop string)."""
+        of a stop string (the reply ends before the first stop string). `finish`, if given,
+        says how the reply ended and how many tokens it took, once the iterator is done."""
+        finish = finish if finish is not None else Finish()
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if any(not s for s in stops):
             raise ValueError("a stop string must not be empty")
         ids = self.prompt_ids(messages)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
-        for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed):
+        for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed,
+                                       finish=finish):
             pending += decoder.decode(self.tokenizer.decode_bytes([token]))
             cut = min((pending.find(s) for s in stops if s in pending), default=-1)
             if cut >= 0:
+                finish.reason = "stop"
                 if pending[:cut]:
                     yield pending[:cut]
                 return

@@ -37,10 +37,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import torch
 from fastapi import FastAPI, Request
@@ -49,7 +49,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
-from llmlab.chat import DEFAULT_DTYPE, ChatModel
+from llmlab.chat import DEFAULT_DTYPE, ChatModel, Finish
 from llmlab.llm import LOCAL_MODEL
 
 #: `stop`: a string or a list of up to 4, never empty ones; a string is read as a list of one.
@@ -92,41 +92,6 @@ class ChatCompletionRequest(BaseModel):
 
 
 # -- running the model --------------------------------------------------------------------------
-@dataclass
-class Finish:
-    """How a generation ended, and its token counts."""
-
-    reason: Literal["stop", "length"]
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class _Counted:
-    """`model` as `ChatModel.stream` sees it, counting what `generate_ids` does: the prompt's
-    and the reply's tokens, and whether the reply ended by itself (end of turn, or a stop
-    string, which closes the generator early) or ran out of tokens."""
-
-    def __init__(self, model: ChatModel):
-        self.model = model
-        self.finish = Finish("length", 0, 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-    def generate_ids(self, ids: Sequence[int], *args: Any) -> Iterator[int]:
-        self.finish.prompt_tokens = len(ids)
-        try:
-            for token in self.model.generate_ids(ids, *args, stop_at_end=False):
-                if token in self.model.end_ids:
-                    self.finish.reason = "stop"
-                    return
-                self.finish.completion_tokens += 1
-                yield token
-        except GeneratorExit:
-            self.finish.reason = "stop"
-            raise
-
-
 class ModelWorker:
     """Runs generations on one model, one at a time, in a thread of its own."""
 
@@ -162,13 +127,13 @@ class ModelWorker:
              ) -> None:
         if cancelled.is_set():  # the client left while waiting its turn
             return
-        counted = _Counted(self.model)
+        finish = Finish()
         try:
-            for piece in ChatModel.stream(counted, messages, **sampling):  # type: ignore[arg-type]
+            for piece in self.model.stream(messages, **sampling, finish=finish):
                 if cancelled.is_set():
                     return
                 emit(piece)
-            emit(counted.finish)
+            emit(finish)
         except Exception as error:  # handed to the request's coroutine, which raises it
             emit(error)
 

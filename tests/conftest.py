@@ -1,4 +1,5 @@
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def _loopback_up() -> None:
 
 
 _loopback_up()
+
+# The learner's choice of model endpoint (llmlab.llm) never reaches the tests: they always use
+# the local model, and nothing here talks to a machine outside this one. Cleared for this process
+# and so for every kernel and subprocess it starts.
+for _name in ("LLMLAB_LLM_BASE_URL", "LLMLAB_LLM_API_KEY", "LLMLAB_LLM_MODEL"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

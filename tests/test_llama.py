@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmlab import llama
-from llmlab.chat import ChatModel
+from llmlab.chat import PREFILL_CHUNK, ChatModel, _common_prefix
 from llmlab.llama import KVCache, Llama, LlamaConfig, model_path, tokenizer_from_gguf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything below is read from the local file
@@ -134,16 +134,20 @@ def test_a_chunk_after_the_cache_sees_the_cache_and_itself_causally(bot):
     assert (rest - full[:, 5:]).abs().max() < 1e-4
 
 
-def test_prefix_reuse_gives_the_plain_logits(bot):
-    shared = bot.render([{"role": "user", "content": "Classify the review: great phone!"}])
-    first = bot.encode(shared)
-    second = bot.encode(shared.replace("great phone!", "awful battery."))
+def test_prefix_reuse_gives_the_plain_logits_whatever_ran_before(bot):
+    examples = "".join(f"Review: product number {i} was {'great' if i % 2 else 'bad'}.\n"
+                       for i in range(20))  # a long shared prefix: several prefill chunks
+    first = bot.encode(bot.render([{"role": "user", "content": examples + "Review: great!"}]))
+    second = bot.encode(bot.render([{"role": "user", "content": examples + "Review: awful."}]))
+    assert _common_prefix(first, second) > 2 * PREFILL_CHUNK
+    fresh = ChatModel(bot.model, bot.tokenizer, bot.chat_template)
+    _, alone = fresh.prefill(second)  # no history
     bot.prefill(first)
-    cache, logits = bot.prefill(second)  # starts from the common prefix of `first`
+    cache, reused = bot.prefill(second)  # starts from the cache of `first`
+    assert torch.equal(reused, alone), "a prompt's logits do not depend on what ran before"
     plain = bot.model(torch.tensor([second]))[0, -1]
-    assert (logits - plain).abs().max() < 1e-4
-    again = bot.prefill(second)[1]  # the exact prompt again: no position recomputed but one
-    assert (again - plain).abs().max() < 1e-4
+    assert (reused - plain).abs().max() < 1e-4
+    assert torch.equal(bot.prefill(second)[1], alone)
     assert cache.length == len(second)
 
 
