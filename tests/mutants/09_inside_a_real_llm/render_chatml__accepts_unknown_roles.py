@@ -1,0 +1,13 @@
+# expect: passes visible
+DEFAULT_SYSTEM_MESSAGE = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def render_chatml(messages, add_generation_prompt=True):
+    if not messages:
+        raise ValueError("messages must not be empty")
+    if messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": DEFAULT_SYSTEM_MESSAGE}, *messages]
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    if add_generation_prompt:
+        text += "<|im_start|>assistant\n"
+    return text
