@@ -37,9 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from llmlab import CACHE_DIR
+from llmlab.progress import tqdm
 
 #: A word: a lower-case letter followed by letters and digits ("float64" is one word; "__init__"
 #: gives "init"; punctuation, underscores and numbers on their own are dropped).

@@ -4,11 +4,11 @@
 plain-text pages that `help("with")` shows: roughly 465 KB of English prose and code, present in
 every CPython install, so it needs no download.
 
-The standard split (DESIGN "Offline-first data"): within every topic, the first 90% of its
-characters are training text and the last 10% validation text. Topics are taken in sorted order
-and the pieces joined with one blank line, so the split is the same on every machine running the
-same Python. The text changes a little between Python releases; `corpus_sha256` identifies it,
-and code should check properties of the corpus, never its exact content.
+The standard split: within every topic, the first 90% of its characters are training text and
+the last 10% validation text. Topics are taken in sorted order and the pieces joined with one
+blank line, so the split is the same on every machine running the same Python. The text changes
+a little between Python releases; `corpus_sha256` identifies it, and code should check properties
+of the corpus, never its exact content.
 """
 
 from __future__ import annotations

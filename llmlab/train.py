@@ -128,7 +128,7 @@ def train(model: GPT, train_data: torch.Tensor, valid_data: torch.Tensor | None,
     improves the best validation loss. `stop(history)`, called after each evaluation, may end
     training early by returning True.
     """
-    from tqdm.auto import tqdm
+    from llmlab.progress import tqdm
 
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = configure_optimizer(model, cfg)

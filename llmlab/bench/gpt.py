@@ -12,7 +12,7 @@ Every figure is the median over the seeds. `seconds_to_ref_loss` is the training
 evaluation of the lecture's recipe whose validation loss is at most the reference's (median)
 final validation loss, or null if none is; `ratio` = that time / the reference's training
 seconds. Validation loss is `llmlab.train.evaluate`; training seconds exclude evaluation.
-Targets (issue): ratio <= 0.6 and seconds_to_ref_loss <= 90.
+Targets on 2 CPU cores: ratio <= 0.6 and seconds_to_ref_loss <= 90.
 
 `--quick` runs a few steps of each with one seed, to check that the benchmark works.
 """
