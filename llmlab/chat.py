@@ -223,8 +223,7 @@ class ChatModel:
             if len(pending) > keep:
                 yield pending[: len(pending) - keep]
                 pending = pending[len(pending) - keep:]
-        pending += decoder.decode(b"", final=True)
-        if pending:
+        if pending:  # bytes of a character the reply stopped in the middle of are dropped
             yield pending
 
     def chat(self, messages: Sequence[dict], max_new_tokens: int = 256,
