@@ -28,7 +28,8 @@ from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 
 from autograder import sandbox
-from autograder.guard import Guard
+from autograder.guard import Guard, bound_names
+from autograder.notebooks import is_instructor_cell
 
 #: Characters of output a single cell may keep before the rest is dropped (protects the
 #: grader's memory).
@@ -103,8 +104,10 @@ class Runner:
 
     def __init__(self, nb: NotebookNode, *, cell_timeout: float, notebook_timeout: float,
                  guard: Guard | None, isolation: sandbox.Isolation | None = None,
-                 hidden_paths: list[Path] | None = None, memory_mb: int | None = None):
+                 hidden_paths: list[Path] | None = None, memory_mb: int | None = None,
+                 screened: dict[int, str] | None = None):
         self.nb = nb
+        self.screened = screened or {}  # cell index -> what the static screen found there
         self.cell_timeout = cell_timeout
         self.notebook_timeout = notebook_timeout
         self.guard = guard
@@ -194,8 +197,14 @@ class Runner:
                     result.outcomes[index] = CellOutcome(
                         "skipped", note="not counted: the integrity check did not answer")
                     continue
-                if self.guard is not None and cell.metadata.get("nbgrader", {}).get("grade"):
-                    self._check_integrity(result, remaining)
+                if index in self.screened:  # found before it ran: it never runs
+                    result.tampering.append(self.screened[index])
+                    result.outcomes[index] = CellOutcome(
+                        "skipped", note="not run: the grading environment was altered")
+                    continue
+                is_test = bool(cell.metadata.get("nbgrader", {}).get("grade"))
+                if self.guard is not None and is_test:
+                    self._ask_guard(result, remaining, self.guard.check_expression())
                     if result.tampering or result.unverified:
                         result.outcomes[index] = CellOutcome("skipped", note=(
                             "not run: the grading environment was altered" if result.tampering
@@ -205,6 +214,9 @@ class Runner:
                 if outcome.status == "timeout" and self.cell_timeout > remaining:
                     result.timed_out = True
                     outcome.note = "the notebook time limit was reached while this cell ran"
+                if outcome.status != "died" and self._after_locked(result, index, is_test):
+                    outcome = CellOutcome(  # the environment changed while the test ran
+                        "skipped", note="not counted: the grading environment was altered")
                 result.outcomes[index] = outcome
                 if outcome.status == "ok":
                     succeeded.append(index)
@@ -238,7 +250,22 @@ class Runner:
             return CellOutcome("error", reply.get("ename", "Error"), reply.get("evalue", ""))
         return CellOutcome("ok")
 
-    def _check_integrity(self, result: Execution, remaining: float) -> None:
+    def _after_locked(self, result: Execution, index: int, was_test: bool,
+                      replay: bool = False) -> bool:
+        """After a locked cell, let the guard record what it bound (and, after a test, check
+        again and leave the test namespace). True if that found tampering."""
+        cell = self.nb.cells[index]
+        if self.guard is None or self.client is None or cell.cell_type != "code" or \
+                not is_instructor_cell(cell):
+            return False
+        if replay:  # a fresh kernel replaying cells that passed before: nothing to report
+            result = Execution()
+        before = len(result.tampering)
+        names = bound_names(cell.source)
+        self._ask_guard(result, self.cell_timeout, self.guard.after_expression(names, was_test))
+        return len(result.tampering) > before
+
+    def _ask_guard(self, result: Execution, remaining: float, expression: str) -> None:
         """Ask the guard for its report; it comes back in the execute reply, not as output.
 
         A check that has not answered in time is followed by a kernel_info request, which the
@@ -250,7 +277,7 @@ class Runner:
         assert self.guard is not None and self.client is not None and self.client.kc is not None
         kc = self.client.kc
         check_id = kc.execute("", silent=True, store_history=False,
-                              user_expressions={"report": self.guard.check_expression()})
+                              user_expressions={"report": expression})
         wait = min(INTEGRITY_TIMEOUT, remaining)
         reply = self._reply_to({check_id}, wait)
         if reply is None:
@@ -305,6 +332,8 @@ class Runner:
                         replay, index, min(self.cell_timeout, remaining)).status
                 finally:  # nbclient stores the executed copy at `index`: put the original back
                     self.nb.cells[index] = original
+                if status == "ok":
+                    self._after_locked(result, index, False, replay=True)
                 if status in ("timeout", "died"):
                     self._stop()
                     return

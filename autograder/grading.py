@@ -18,19 +18,21 @@ from autograder.course import (
     match_assignment,
 )
 from autograder.execute import CellOutcome, Execution, Runner, make_run_dir, remove_run_dir
-from autograder.guard import Guard
+from autograder.guard import Guard, watched_modules
 from autograder.notebooks import (
     InvalidNotebook,
     Merged,
     grade_id,
     is_answer_cell,
     is_hidden_test,
+    is_instructor_cell,
     is_test_cell,
     merge,
     points,
     read_notebook,
 )
 from autograder.results import GradeResult, TestResult
+from autograder.screen import screen
 
 DEFAULT_CELL_TIMEOUT = 60  # seconds per cell; every solution cell runs in under 10 s
 DEFAULT_TIMEOUT = 600  # seconds per notebook, replays after a crash included
@@ -76,7 +78,8 @@ def check(path: Path, limits: Limits, release: Path | None = None) -> Graded:
     if not any(is_test_cell(c) and not is_hidden_test(c) for c in merged.nb.cells):
         return Graded(GradeResult(path.name, assignment, "invalid",
                                   "no visible test cells found: is this an LLM Lab assignment?"))
-    guard = Guard(watched=_watched_modules(merged.nb), blocked=_blocked_imports(merged.nb))
+    blocked = _blocked_imports(merged.nb)
+    guard = Guard(watched=_watched_modules(merged.nb, blocked), blocked=blocked)
     execution = _execute(merged.nb, limits, guard, sandbox.Isolation("none", "learner's check"),
                          [], skip_hidden=True)
     result = _result(path.name, assignment, merged, execution, False, flags)
@@ -110,7 +113,8 @@ def grade(path: Path, limits: Limits, assignment_name: str | None = None,
     isolation = sandbox.available() if isolate else sandbox.Isolation("none", "disabled")
     flags += isolation.flags
     hidden = _secret_paths(course, solutions_dir) + list(extra_hidden or [])
-    guard = Guard(watched=_watched_modules(source), blocked=_blocked_imports(source))
+    blocked = _blocked_imports(source)
+    guard = Guard(watched=_watched_modules(source, blocked), blocked=blocked)
     execution = _execute(merged.nb, limits, guard, isolation, hidden, skip_hidden=False)
     result = _result(path.name, assignment.name, merged, execution, True, flags)
     result.isolation = isolation.describe()
@@ -137,7 +141,8 @@ def _execute(nb: NotebookNode, limits: Limits, guard: Guard, isolation: sandbox.
             cell.outputs, cell.execution_count = [], None
     runner = Runner(nb, cell_timeout=limits.cell_timeout, notebook_timeout=limits.timeout,
                     guard=guard, isolation=isolation, hidden_paths=hidden,
-                    memory_mb=limits.memory_mb if isolation.level == "full" else None)
+                    memory_mb=limits.memory_mb if isolation.level == "full" else None,
+                    screened=screen(nb, guard.blocked))
     run_dir = make_run_dir()
     try:
         return runner.run(order, run_dir)
@@ -153,7 +158,8 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
         if not is_test_cell(cell) or (is_hidden_test(cell) and not with_hidden):
             continue
         outcome = execution.outcomes.get(index, CellOutcome("skipped", note="not run"))
-        passed = outcome.status == "ok" and not execution.tampering
+        # tests that ran before tampering was found keep their points; the rest did not run
+        passed = outcome.status == "ok"
         message = "" if passed else _message(outcome, execution)
         if not passed and outcome.status == "error":
             message = _with_answer_error(message, merged.nb.cells, index, execution)
@@ -179,7 +185,7 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
 
 
 def _message(outcome: CellOutcome, execution: Execution) -> str:
-    if execution.tampering:
+    if outcome.status == "skipped" and "altered" in outcome.note:
         return "not counted: the submission altered the grading environment"
     if outcome.status == "skipped":
         return outcome.note
@@ -233,12 +239,10 @@ def _secret_paths(course: CourseDir, solutions_dir: Path) -> list[Path]:
             PROJECT_ROOT / "tests"]
 
 
-def _watched_modules(nb: NotebookNode) -> list[str]:
-    text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    watched = ["builtins", "numpy", "numpy.testing", "numpy.linalg"]
-    if "torch" in text:
-        watched += ["torch", "torch.nn.functional", "torch.testing"]
-    return watched
+def _watched_modules(nb: NotebookNode, blocked: list[str]) -> list[str]:
+    """What the locked cells (setup and tests) import and reach by attribute: see guard.py."""
+    return watched_modules([c.source for c in nb.cells
+                            if c.cell_type == "code" and is_instructor_cell(c)], blocked)
 
 
 def _blocked_imports(nb: NotebookNode) -> list[str]:

@@ -151,9 +151,9 @@ def test_edited_tests_are_restored_and_fail_wrong_answers(graded_class):
     assert scores(row) == {"add_visible": 0, "add_hidden": 0, "mean_visible": 1, "mean_hidden": 2}
 
 
-@pytest.mark.parametrize("student, what", [("patcher", "builtins: abs"),
+@pytest.mark.parametrize("student, what", [("patcher", "patches builtins.abs"),
                                            ("transformer", "input_transformers_post"),
-                                           ("runcell", "did not report")])
+                                           ("runcell", "run_cell")])
 def test_patching_the_grading_environment_is_caught(graded_class, student, what):
     row = graded_class[1][student]
     assert (row["status"], float(row["score"])) == ("tampered", 0)
