@@ -35,6 +35,15 @@ pre-allocated `KVCache`, so each step attends over the stored past instead of re
 
 **Weights.** `Llama.from_gguf(path, dtype)` reads the file with the `gguf` package, dequantizes
 every tensor (Q4_1, Q8_0, F32) to float32 in numpy, and casts it to `dtype`.
+
+**Decoding from the 4-bit weights.** Decoding one token multiplies a single row of activations by
+every weight matrix, so its speed is set by how many bytes of weights it reads, not by arithmetic.
+`from_gguf(path, torch.bfloat16, int4_decode=True)` also keeps every matrix the file stores in
+Q4_1 as the file's own 4-bit codes with their per-block scale and minimum (5 bits a weight instead
+of bfloat16's 16; the Q8_0 output matrix as two such 4-bit halves, 10 bits), and a forward pass with one position per sequence multiplies by those through
+torch's int4 kernel; longer inputs (a prompt) use the dense bfloat16 copy, which the CPU's matrix
+units multiply faster when there are many rows. The two paths round differently (the kernel keeps
+the scales in bfloat16), so their logits agree to bfloat16 precision, not bit for bit.
 """
 
 from __future__ import annotations
@@ -172,6 +181,41 @@ class KVCache:
         return new
 
 
+class Linear(nn.Linear):
+    """`nn.Linear` without bias that can also hold its weight as 4-bit codes (see `add_int4`).
+
+    With codes, an input with one position per sequence, (B, 1, in_features), is multiplied by
+    them (torch's int4 kernel: bfloat16 activations, the codes unpacked block by block inside the
+    kernel, never as a whole float matrix); any other input uses the dense `weight`.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+        self.int4: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add_int4(self, codes: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor) -> None:
+        """Add a 4-bit part scale * code + min (codes 0..15, one scale and one min per block of
+        Q4_BLOCK weights along a row): the weight is the sum of its parts (a Q4_1 matrix is one
+        part, a Q8_0 matrix two: see `int4_parts`). torch's kernel computes
+        (code - 8) * scale + zero, so its zero is min + 8 * scale."""
+        packed = torch._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32).contiguous(), 1)
+        zeros = mins + 8 * scales
+        # (in_features / Q4_BLOCK, out_features, 2): the layout the kernel reads
+        scales_and_zeros = torch.stack([scales, zeros], -1).transpose(0, 1).contiguous()
+        self.int4.append((packed, scales_and_zeros.to(torch.bfloat16)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.int4 or x.dim() != 3 or x.shape[1] != 1:
+            return F.linear(x, self.weight)
+        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        y = sum(torch._weight_int4pack_mm_for_cpu(rows, packed, Q4_BLOCK, scales_and_zeros)
+                for packed, scales_and_zeros in self.int4)
+        return y.view(*x.shape[:-1], -1).to(x.dtype)
+
+
+Q4_BLOCK = 32  # weights per Q4_1 block (one scale and one minimum each)
+
+
 class Attention(nn.Module):
     """Grouped-query self-attention with RoPE: n_heads query heads, n_kv_heads key/value heads."""
 
@@ -179,10 +223,10 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = (config.n_heads, config.n_kv_heads,
                                                         config.head_dim)
-        self.wq = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=False)
-        self.wk = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.wv = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.wo = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+        self.wq = Linear(config.dim, config.n_heads * config.head_dim)
+        self.wk = Linear(config.dim, config.n_kv_heads * config.head_dim)
+        self.wv = Linear(config.dim, config.n_kv_heads * config.head_dim)
+        self.wo = Linear(config.n_heads * config.head_dim, config.dim)
 
     def forward(self, x: torch.Tensor, rotations: torch.Tensor, cache: KVCache | None = None,
                 layer: int = 0, start_pos: int = 0) -> torch.Tensor:
@@ -218,9 +262,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
-        self.w1 = nn.Linear(config.dim, config.ffn_dim, bias=False)
-        self.w2 = nn.Linear(config.ffn_dim, config.dim, bias=False)
-        self.w3 = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.w1 = Linear(config.dim, config.ffn_dim)
+        self.w2 = Linear(config.ffn_dim, config.dim)
+        self.w3 = Linear(config.dim, config.ffn_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -246,7 +290,7 @@ class Llama(nn.Module):
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.output = Linear(config.dim, config.vocab_size)
         if config.tied_embeddings:
             self.output.weight = self.tok_embeddings.weight
         # a plain attribute, not a buffer: `model.to(dtype)` must leave these complex64 numbers be
@@ -291,9 +335,14 @@ class Llama(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     @classmethod
-    def from_gguf(cls, path, dtype: torch.dtype = torch.float32) -> Llama:
+    def from_gguf(cls, path, dtype: torch.dtype = torch.float32,
+                  int4_decode: bool = False) -> Llama:
         """Load a llama-architecture GGUF file (a path, or a reader from `read_gguf`), every
-        tensor dequantized and cast to `dtype`."""
+        tensor dequantized and cast to `dtype`. `int4_decode` (bfloat16 only) also keeps the
+        file's Q4_1 matrices as 4-bit codes for decoding (see the module docstring)."""
+        if int4_decode and dtype != torch.bfloat16:
+            raise ValueError("int4_decode needs dtype=torch.bfloat16 (torch's int4 kernel is "
+                             "fast only with bfloat16 activations)")
         reader = read_gguf(path) if isinstance(path, str | Path) else path
         tensors = {t.name: t for t in reader.tensors}
         config = replace(LlamaConfig.from_gguf_fields(gguf_fields(reader)),
@@ -310,6 +359,16 @@ class Llama(nn.Module):
         if config.tied_embeddings:
             model.output.weight = model.tok_embeddings.weight
         model.rotations = rope_angles(config.head_dim, config.context_length, config.rope_base)
+        if int4_decode:
+            modules = dict(model.named_modules())
+            names = _gguf_names(config)
+            if config.tied_embeddings:  # the output layer multiplies by the embedding's codes
+                names["token_embd.weight"] = "output.weight"
+            for name, target in names.items():
+                module = modules[target.removesuffix(".weight")]
+                if isinstance(module, Linear):
+                    for part in int4_parts(tensors[name]):
+                        module.add_int4(*part)
         return model.eval()
 
 
@@ -355,6 +414,37 @@ def dequantize(tensor) -> np.ndarray:
     values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
     # unquantized (F32) tensors come back as read-only views of the memory-mapped file
     return np.array(values, dtype=np.float32, copy=not values.flags.writeable)
+
+
+def int4_parts(tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """A GGUF matrix as 4-bit parts (codes 0..15, scales, mins) whose sum is its weight, read
+    from the file's bytes: [] for a format other than Q4_1 and Q8_0.
+
+    Q4_1: each block of 32 weights is a float16 scale d, a float16 minimum m and 16 bytes of
+    codes (low nibbles = weights 0..15, high nibbles = 16..31); w = d * q + m. One part.
+    Q8_0: each block is a float16 scale d and 32 signed bytes q; w = d * q. Split every byte as
+    q = 16 * hi + lo (lo = q & 15 in 0..15, hi = q >> 4 in -8..7): two parts, the high nibbles
+    (code hi + 8, scale 16 d, min -128 d) and the low ones (code lo, scale d, min 0).
+    """
+    kind = tensor.tensor_type.name
+    raw = np.asarray(tensor.data)
+    rows = raw.shape[0]
+    if kind == "Q4_1":
+        blocks = raw.reshape(rows, -1, 4 + Q4_BLOCK // 2)
+        scales = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        mins = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        nibbles = blocks[..., 4:]
+        codes = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1).reshape(rows, -1)
+        return [(torch.from_numpy(codes), torch.from_numpy(scales), torch.from_numpy(mins))]
+    if kind == "Q8_0":
+        blocks = raw.reshape(rows, -1, 2 + Q4_BLOCK)
+        scales = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        q = blocks[..., 2:].copy().view(np.int8).reshape(rows, -1)
+        high, low = (q >> 4) + 8, q & 0x0F
+        d = torch.from_numpy(scales)
+        return [(torch.from_numpy(high.astype(np.uint8)), 16 * d, -128 * d),
+                (torch.from_numpy(low.astype(np.uint8)), d, torch.zeros_like(d))]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,10 +17,13 @@ def test_quick_benchmark_prints_one_json_line_with_every_field():
     assert len(lines) == 1, "one JSON line on stdout, progress on stderr"
     report = json.loads(lines[0])
     assert set(report) == {"llmlab", "transformers", "default_dtype", "default_vs_float32",
-                           "bandwidth_gb_s", "threads", "torch"}
+                           "targets", "bandwidth_gb_s", "threads", "torch"}
     default = report["default_dtype"]
-    for impl in ("llmlab", "transformers"):
-        case = report[impl][default]
+    # --quick runs llmlab's default case and transformers' float32, what the targets compare
+    for impl, case_name in (("llmlab", default), ("transformers", "float32")):
+        case = report[impl][case_name]
         assert set(case) == CASE_KEYS
         assert all(isinstance(v, int | float) and v > 0 for v in case.values()), case
-    assert report["bandwidth_gb_s"][default] > 0 and report["threads"] == 2
+    assert report["targets"]["default_decode_vs_transformers_float32"] > 0
+    assert 0 < report["targets"]["default_decode_of_ceiling"]
+    assert all(v > 0 for v in report["bandwidth_gb_s"].values()) and report["threads"] == 2

@@ -274,3 +274,65 @@ def test_tokenizer_from_gguf_refuses_an_unknown_pre_tokenizer():
     fields = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "mystery"}
     with pytest.raises(ValueError, match="mystery"):
         tokenizer_from_gguf(fields)
+
+
+# -- decoding from the file's 4-bit codes ------------------------------------------------------
+def test_int4_parts_rebuild_the_files_weights_exactly():
+    """Q4_1 as one 4-bit part, Q8_0 as two (high and low nibbles): the same numbers as gguf's
+    own dequantization, for a matrix of each format."""
+    tensors = {t.name: t for t in llama.read_gguf(model_path()).tensors}
+    for name, kind, n_parts in (("blk.0.attn_q.weight", "Q4_1", 1),
+                                ("blk.29.ffn_down.weight", "Q4_1", 1),
+                                ("token_embd.weight", "Q8_0", 2)):
+        tensor = tensors[name]
+        assert tensor.tensor_type.name == kind
+        parts = llama.int4_parts(tensor)
+        assert len(parts) == n_parts
+        rebuilt = 0
+        for codes, scales, mins in parts:
+            assert int(codes.min()) >= 0 and int(codes.max()) <= 15
+            blocks = codes.view(codes.shape[0], -1, llama.Q4_BLOCK).float()
+            rebuilt = rebuilt + (blocks * scales[..., None] + mins[..., None]).view(codes.shape)
+        assert torch.equal(rebuilt, torch.from_numpy(llama.dequantize(tensor)))
+
+
+def test_int4_linear_equals_the_dense_product_of_its_weight():
+    torch.manual_seed(0)
+    layer = llama.Linear(64, 48)
+    codes = torch.randint(0, 16, (48, 64), dtype=torch.uint8)
+    scales, mins = torch.rand(48, 2) / 10, -torch.rand(48, 2)
+    dense = (codes.view(48, 2, 32).float() * scales[..., None] + mins[..., None]).view(48, 64)
+    layer.weight.data = dense.to(torch.bfloat16)
+    layer.add_int4(codes, scales, mins)
+    x = torch.randn(3, 1, 64, dtype=torch.bfloat16)  # one position per sequence: the int4 path
+    expected = x.float() @ dense.T
+    got = layer(x)
+    assert got.shape == (3, 1, 48) and got.dtype == torch.bfloat16
+    assert (got.float() - expected).abs().max() < 0.02 * expected.abs().max()
+    longer = torch.randn(1, 5, 64, dtype=torch.bfloat16)  # several positions: the dense weight
+    assert torch.equal(layer(longer), torch.nn.functional.linear(longer, layer.weight))
+
+
+def test_int4_decoding_stays_within_bfloat16_of_float32(bot):
+    """The default model decodes from 4-bit codes: its next-token logits stay as close to
+    float32's as dense bfloat16's are, and its greedy reply equals float32's."""
+    fast = ChatModel.load(torch.bfloat16, int4_decode=True)
+    dense = ChatModel.load(torch.bfloat16, int4_decode=False)
+    assert fast.model.layers[0].attention.wq.int4 and not dense.model.layers[0].attention.wq.int4
+    assert len(fast.model.output.int4) == 2  # the tied Q8_0 embedding as the output layer
+    ids = bot.encode("The capital of France is")
+    exact = bot.model(torch.tensor([ids]))[0, -1]
+    errors = {}
+    for name, m in (("int4", fast.model), ("dense", dense.model)):
+        cache = m.new_cache(max_len=len(ids))
+        m(torch.tensor([ids[:-1]]), cache)
+        errors[name] = float((m(torch.tensor([ids[-1:]]), cache, len(ids) - 1)[0, -1]
+                              - exact).abs().max())
+    assert errors["int4"] < 1.5 * errors["dense"] + 0.05, errors
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    assert fast.chat(messages, max_new_tokens=24) == bot.chat(messages, max_new_tokens=24)
+
+
+def test_int4_decoding_needs_bfloat16():
+    with pytest.raises(ValueError, match="bfloat16"):
+        Llama.from_gguf(model_path(), torch.float32, int4_decode=True)

@@ -3,10 +3,12 @@
 Runs every (implementation, dtype) case in its own subprocess, so that load time and peak memory
 are each case's own, and prints one JSON line:
 
-    {"llmlab": {DTYPE: {"load_s", "prefill_tok_s", "decode_tok_s", "peak_rss_mb",
-                        "ceiling_tok_s"}},
+    {"llmlab": {CASE: {"load_s", "prefill_tok_s", "decode_tok_s", "peak_rss_mb",
+                       "ceiling_tok_s"}},
      "transformers": {DTYPE: {same keys}},
      "default_dtype", "default_vs_float32": {"max_logit_diff", "greedy_agreement"},
+     "targets": {"default_decode_vs_transformers_float32", "default_decode_of_ceiling",
+                 "like_for_like": {DTYPE: {"prefill_tok_s", "decode_tok_s"}: bool}},
      "bandwidth_gb_s": {DTYPE: …}, "threads", "torch"}
 
 - prefill: one forward pass over a 512-token prompt (text of the Python reference manual), after
@@ -19,7 +21,12 @@ are each case's own, and prints one JSON line:
 - ceiling: decoding a token reads every weight matrix once (all layers' attention and
   feed-forward matrices and the output head), so tokens/s cannot exceed bandwidth / those bytes.
   `bandwidth_gb_s` is the read rate of torch's matrix–vector product on a 8192 x 8192 matrix in
-  that dtype (far larger than the CPU's caches).
+  that dtype (far larger than the CPU's caches); "int4" is the read rate of torch's int4 kernel
+  (packed codes + scales) on such a matrix. In the `bfloat16+int4` case the layers that decode
+  from 4-bit codes count their packed bytes at the int4 rate, the rest at bfloat16's.
+- cases: float32, bfloat16 and float16 with dense weights for both implementations (like for
+  like), and llmlab's `bfloat16+int4` (bfloat16, decoding from the file's 4-bit codes:
+  `llmlab.llama.Linear`), which transformers has no counterpart of.
 - default_vs_float32: for llmlab's default dtype, the largest difference of the prompt's
   next-token logits from float32's, and the fraction of the 128 greedy tokens that agree with
   float32's before the first disagreement.
@@ -42,6 +49,12 @@ from pathlib import Path
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: llmlab's cases: the three dtypes (dense weights, like for like with transformers) and
+#: bfloat16 decoding from the file's 4-bit codes (`llmlab.llama.Linear`), which transformers
+#: has no counterpart of (its GGUF loader dequantizes every tensor).
+INT4 = "bfloat16+int4"
+LLMLAB_CASES = {**{name: (dtype, False) for name, dtype in DTYPES.items()},
+                INT4: (torch.bfloat16, True)}
 IMPLEMENTATIONS = ("llmlab", "transformers")
 
 
@@ -54,14 +67,20 @@ def prompt_ids(tokenizer_encode, n_tokens: int) -> list[int]:
     return ids[:n_tokens]
 
 
-def weight_bytes_per_token(model: torch.nn.Module, element_size: int) -> int:
-    """Bytes of every weight matrix a decoding step reads: 2-D weights of the linear layers
-    (the output head included, once even when it is tied to the embedding)."""
-    seen, total = set(), 0
+def weight_bytes_per_token(model: torch.nn.Module, element_size: int) -> dict[str, int]:
+    """Bytes of every weight matrix a decoding step reads, by format: 2-D weights of the linear
+    layers (the output head included, once even when it is tied to the embedding), as "dense"
+    bytes, or as "int4" bytes (packed codes + scales and zeros) for a layer that decodes from
+    4-bit codes."""
+    seen, total = set(), {"dense": 0, "int4": 0}
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) and id(module.weight) not in seen:
             seen.add(id(module.weight))
-            total += module.weight.numel() * element_size
+            parts = getattr(module, "int4", [])
+            if parts:
+                total["int4"] += sum(t.numel() * t.element_size() for part in parts for t in part)
+            else:
+                total["dense"] += module.weight.numel() * element_size
     return total
 
 
@@ -78,13 +97,43 @@ def bandwidth(dtype: torch.dtype, size: int = 8192, repeats: int = 20) -> float:
     return matrix.numel() * matrix.element_size() / best / 1e9
 
 
-def run_case(impl: str, dtype_name: str, n_prompt: int, n_new: int, out: Path) -> dict:
-    dtype = DTYPES[dtype_name]
+def int4_bandwidth(size: int = 8192, repeats: int = 20) -> float:
+    """GB/s that torch's int4 kernel reads a size x size matrix of 4-bit codes (with a bfloat16
+    scale and zero per block of 32) at, multiplying one bfloat16 row by it."""
+    from llmlab.llama import Linear
+
+    layer = Linear(size, size)
+    codes = torch.randint(0, 16, (size, size), dtype=torch.uint8)
+    scales = torch.rand(size, size // 32) / 100
+    layer.add_int4(codes, scales, -8 * scales)
+    x = torch.randn(1, 1, size, dtype=torch.bfloat16)
+    layer(x)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        layer(x)
+        best = min(best, time.perf_counter() - started)
+    nbytes = sum(t.numel() * t.element_size() for part in layer.int4 for t in part)
+    return nbytes / best / 1e9
+
+
+def ceiling_tok_s(model: torch.nn.Module, dtype: torch.dtype) -> float:
+    """The memory-bound limit: one token takes (dense bytes / dense bandwidth) + (int4 bytes /
+    int4 bandwidth) seconds."""
+    nbytes = weight_bytes_per_token(model, torch.tensor([], dtype=dtype).element_size())
+    seconds = nbytes["dense"] / (bandwidth(dtype) * 1e9)
+    if nbytes["int4"]:
+        seconds += nbytes["int4"] / (int4_bandwidth() * 1e9)
+    return 1 / seconds
+
+
+def run_case(impl: str, case: str, n_prompt: int, n_new: int, out: Path) -> dict:
+    dtype, int4_decode = LLMLAB_CASES[case]
     started = time.perf_counter()
     if impl == "llmlab":
         from llmlab.chat import ChatModel
 
-        bot = ChatModel.load(dtype)
+        bot = ChatModel.load(dtype, int4_decode=int4_decode)
         model = bot.model
         load_s = time.perf_counter() - started
         ids = prompt_ids(lambda t: bot.tokenizer.encode(t, allowed_special="none"), n_prompt)
@@ -129,8 +178,7 @@ def run_case(impl: str, dtype_name: str, n_prompt: int, n_new: int, out: Path) -
             _, one = generate(1)
             tokens, full = generate(n_new)
         decode_tok_s = (n_new - 1) / (full - one)
-    element = torch.tensor([], dtype=dtype).element_size()
-    ceiling = bandwidth(dtype) * 1e9 / weight_bytes_per_token(model, element)
+    ceiling = ceiling_tok_s(model, dtype)
     torch.save({"logits": first.float(), "tokens": tokens}, out)
     return {"load_s": round(load_s, 2), "prefill_tok_s": round(n_prompt / prefill_s, 1),
             "decode_tok_s": round(decode_tok_s, 1),
@@ -152,29 +200,33 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_case(impl, dtype_name, n_prompt, n_new, Path(out))))
         return 0
 
-    from llmlab.chat import DEFAULT_DTYPE
+    from llmlab.chat import DEFAULT_DTYPE, INT4_DECODE
 
-    default = next(name for name, dt in DTYPES.items() if dt == DEFAULT_DTYPE)
-    dtypes = [default] if args.quick else list(DTYPES)
+    default = next(name for name, case in LLMLAB_CASES.items()
+                   if case == (DEFAULT_DTYPE, INT4_DECODE and DEFAULT_DTYPE == torch.bfloat16))
+    # --quick: llmlab's default against transformers' float32 (what the targets compare)
+    runs = ([("llmlab", default), ("transformers", "float32")] if args.quick else
+            [(impl, case) for case in LLMLAB_CASES for impl in IMPLEMENTATIONS
+             if impl == "llmlab" or case in DTYPES])
+    dtypes = sorted({case for _, case in runs}, key=list(LLMLAB_CASES).index)
     report: dict = {impl: {} for impl in IMPLEMENTATIONS}
     with tempfile.TemporaryDirectory() as tmp:
-        for dtype_name in dtypes:
-            for impl in IMPLEMENTATIONS:
-                out = Path(tmp) / f"{impl}-{dtype_name}.pt"
-                cmd = [sys.executable, "-m", "llmlab.bench", "chat", "--threads",
-                       str(args.threads), "--case", f"{impl}:{dtype_name}:{out}"]
-                if args.quick:
-                    cmd.append("--quick")
-                env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if proc.returncode != 0:
-                    print(proc.stderr[-3000:], file=sys.stderr)
-                    raise RuntimeError(f"the {impl} {dtype_name} case failed")
-                report[impl][dtype_name] = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{impl} {dtype_name}: {report[impl][dtype_name]}", file=sys.stderr,
-                      flush=True)
+        for impl, dtype_name in runs:
+            out = Path(tmp) / f"{impl}-{dtype_name}.pt"
+            cmd = [sys.executable, "-m", "llmlab.bench", "chat", "--threads",
+                   str(args.threads), "--case", f"{impl}:{dtype_name}:{out}"]
+            if args.quick:
+                cmd.append("--quick")
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise RuntimeError(f"the {impl} {dtype_name} case failed")
+            report[impl][dtype_name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{impl} {dtype_name}: {report[impl][dtype_name]}", file=sys.stderr,
+                  flush=True)
         comparison = None
-        if "float32" in dtypes:
+        if "float32" in report["llmlab"]:
             ref = torch.load(Path(tmp) / "llmlab-float32.pt")
             got = torch.load(Path(tmp) / f"llmlab-{default}.pt")
             agree = 0
@@ -185,9 +237,21 @@ def main(argv: list[str] | None = None) -> int:
             comparison = {"max_logit_diff": round(float((ref["logits"] - got["logits"])
                                                         .abs().max()), 4),
                           "greedy_agreement": round(agree / n_new, 3)}
+    ours, theirs = report["llmlab"], report["transformers"]
+    targets = {
+        "default_decode_vs_transformers_float32": round(
+            ours[default]["decode_tok_s"] / theirs["float32"]["decode_tok_s"], 2),
+        "default_decode_of_ceiling": round(
+            ours[default]["decode_tok_s"] / ours[default]["ceiling_tok_s"], 2),
+        "like_for_like": {name: {key: ours[name][key] >= theirs[name][key]
+                                 for key in ("prefill_tok_s", "decode_tok_s")}
+                          for name in DTYPES if name in ours and name in theirs},
+    }
     report.update({
-        "default_dtype": default, "default_vs_float32": comparison,
-        "bandwidth_gb_s": {name: round(bandwidth(DTYPES[name]), 1) for name in dtypes},
+        "default_dtype": default, "default_vs_float32": comparison, "targets": targets,
+        "bandwidth_gb_s": {**{name: round(bandwidth(DTYPES[name]), 1)
+                              for name in DTYPES if name in dtypes},
+                           **({"int4": round(int4_bandwidth(), 1)} if INT4 in dtypes else {})},
         "threads": args.threads, "torch": torch.__version__,
     })
     print(json.dumps(report))
