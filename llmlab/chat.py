@@ -44,7 +44,7 @@ ROLES = ("system", "user", "assistant", "tool")
 DEFAULT_DTYPE = torch.bfloat16
 #: In bfloat16, decode from the file's own 4-bit weights (`llmlab.llama.Linear`): the prompt
 #: runs on the dense bfloat16 weights, each new token on the 4-bit codes, which it reads
-#: about 3x fewer bytes of (`python -m llmlab.bench chat` measures both).
+#: about 2.6x fewer bytes of (`python -m llmlab.bench chat` measures both).
 INT4_DECODE = True
 #: How many prompt states (KV caches) are kept for prefix reuse.
 PREFIX_STATES = 4
