@@ -85,7 +85,10 @@ def _draw(source: str) -> tuple[bytes, float, float]:
         fig.text(0, depth / height, source, fontproperties=prop)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="svg", dpi=72, transparent=True, metadata={"Date": None})
-    return buffer.getvalue(), height, depth
+    # the DTD reference and matplotlib's RDF metadata are of no use to a browser
+    svg = re.sub(rb"<!DOCTYPE[^>]*>\s*|\s*<metadata>.*?</metadata>", b"", buffer.getvalue(),
+                 flags=re.S)
+    return svg, height, depth
 
 
 class MathRenderer(IPythonRenderer):
