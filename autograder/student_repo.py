@@ -5,8 +5,8 @@
 The template holds what a student needs — the lectures, the released notebook of this one
 assignment, the `llmlab` and `autograder` packages (for `check`), the setup files with a Makefile
 and pyproject.toml cut down to what works without `solutions/` and `tests/` — and the Classroom
-workflow, set to this assignment. It never holds `solutions/`, the test suite, or anything with a solution or hidden test
-in it: `build` refuses to finish if a file does.
+workflow, set to this assignment. It never holds `solutions/`, the test suite, or anything with a
+solution or hidden test in it: `build` refuses to finish if a file does.
 """
 
 from __future__ import annotations

@@ -277,7 +277,8 @@ def test_maths_become_inline_svg_and_unknown_tex_stays_readable():
 def test_exercise_titles_come_from_the_task_heading():
     from autograder.feedback import exercise_of, exercise_title
 
-    assert exercise_of("mse_gradient_hidden") == "mse_gradient" == exercise_of("mse_gradient_visible")
+    assert exercise_of("mse_gradient_hidden") == "mse_gradient"
+    assert exercise_of("mse_gradient_visible") == "mse_gradient"
     heading = "## Exercise 1 · Mean squared error — `mse` (2 points: 1 visible, 1 hidden)\n\nText"
     assert exercise_title(heading, "mse") == "Exercise 1 · Mean squared error — <code>mse</code>"
     assert exercise_title("Write `add`.", "add") == "<code>add</code>"
