@@ -28,6 +28,7 @@ from llmlab import CACHE_DIR, PROJECT_ROOT
 SOLUTIONS_DIR = PROJECT_ROOT / "solutions"
 ASSIGNMENTS_DIR = PROJECT_ROOT / "assignments"
 COURSES_DIR = CACHE_DIR / "autograder" / "courses"
+FEEDBACK_TEMPLATES = Path(__file__).parent / "templates"  # see autograder/feedback.py
 #: Bump when NBGRADER_CONFIG or build_course changes, so cached course folders rebuild.
 CONFIG_VERSION = "2"
 
@@ -41,8 +42,15 @@ c.CourseDirectory.course_id = "llmlab"
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "autograder.feedback.FeedbackSummary",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# A page that works offline: maths drawn as SVG, no MathJax, styled tables (autograder/feedback.py).
+c.GenerateFeedback.exporter_class = "autograder.feedback.FeedbackExporter"
+c.FeedbackExporter.template_name = "llmlab_feedback"
+c.FeedbackExporter.extra_template_basedirs = [{templates!r}]
+c.FeedbackExporter.exclude_input_prompt = True
+c.FeedbackExporter.exclude_output_prompt = True
 """
 
 
@@ -155,7 +163,8 @@ def write_config(folder: Path, root: Path | None = None) -> None:
     the course folder itself. The file is only rewritten when its text changes.
     """
     root = (root or folder).resolve()
-    text = NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db"))
+    text = NBGRADER_CONFIG.format(root=str(root), db=str(root / "gradebook.db"),
+                                  templates=str(FEEDBACK_TEMPLATES))
     config = folder / "nbgrader_config.py"
     if not config.exists() or config.read_text(encoding="utf-8") != text:
         partial = config.with_name(f".{config.name}.{os.getpid()}")

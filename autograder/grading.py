@@ -165,6 +165,7 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
             message = _with_answer_error(message, merged.nb.cells, index, execution)
         results.append(TestResult(grade_id(cell) or "?", points(cell) if passed else 0.0,
                                   points(cell), message))
+        cell.metadata["autograder"] = {"message": message}  # the feedback page's reason
     if execution.restarts:
         flags.append(f"kernel_restarts={execution.restarts}")
     if execution.tampering:

@@ -2,14 +2,16 @@
 
     python -m autograder student-repo --assignment 01_ml_basics --out ../llmlab-01
 
-The template holds what a student needs — the lectures, the released assignments, the `llmlab` and
-`autograder` packages (for `check`), the setup files — and the Classroom workflow, set to this
-assignment. It never holds `solutions/`, the test suite, or anything with a solution or hidden test
-in it: `build` refuses to finish if a file does.
+The template holds what a student needs — the lectures, the released notebook of this one
+assignment, the `llmlab` and `autograder` packages (for `check`), the setup files with a Makefile
+and pyproject.toml cut down to what works without `solutions/` and `tests/` — and the Classroom
+workflow, set to this assignment. It never holds `solutions/`, the test suite, or anything with a
+solution or hidden test in it: `build` refuses to finish if a file does.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,21 +23,82 @@ EXCLUDED = ("solutions/", "tests/", ".github/", ".ci/", "docs/")
 # nbgrader's delimiters, spelled in two parts so that this file does not contain them itself
 LEAK_MARKERS = tuple("BEGIN " + what for what in ("SOLUTION", "HIDDEN TESTS"))
 WORKFLOW_TEMPLATE = PROJECT_ROOT / ".github" / "templates" / "classroom.yml"
+#: Makefile targets that need solutions/, tests/ or a grading folder, or rewrite course files.
+INSTRUCTOR_TARGETS = ("test", "assignments", "lectures", "grade", "grade-class", "formgrader",
+                      "student-repo")
 
 README = """\
 # {assignment} — LLM Lab
 
 Your assignment is `assignments/{assignment}/{assignment}.ipynb`; the lectures are in `course/`.
 
-1. `make lab` (first time: installs everything into `.venv`, then opens JupyterLab).
-   Windows: `py -3.11 -m venv .venv`, `.venv\\Scripts\\python -m llmlab.setup install`,
-   `.venv\\Scripts\\python -m llmlab.setup lab`.
+1. Set up and open JupyterLab (the first time installs everything into `.venv`; no internet
+   is needed afterwards):
+   ```bash
+   make lab
+   ```
+   Windows (no make):
+   ```powershell
+{windows}
+   ```
 2. Replace each `raise NotImplementedError()` with your answer; run the test cells.
-3. Check: `.venv/bin/python -m autograder check assignments/{assignment}/{assignment}.ipynb`
-   (visible tests; your instructor's grade adds hidden tests of edge cases).
+3. Check your work (`make check` does the same):
+   ```bash
+   .venv/bin/python -m autograder check assignments/{assignment}/{assignment}.ipynb
+   ```
+   These are the visible tests; your instructor's grade adds hidden tests of edge cases.
 4. Submit: `git add`, `git commit`, `git push`. GitHub Classroom runs the check on every push and
    shows your points.
 """
+
+MAKEFILE_HEADER = """\
+# LLM Lab — {assignment}. Thin wrappers; the work is done in Python (llmlab.setup, autograder).
+# make lab     first time: creates .venv and installs everything; then opens JupyterLab
+#              (PORT=8888 OPEN_BROWSER=1 to change the defaults)
+# make check   the visible tests of your assignment, as GitHub Classroom runs them
+"""
+
+MAKEFILE_CHECK = """\
+check: setup
+\t$(PY) -m autograder check assignments/{assignment}/{assignment}.ipynb
+"""
+
+
+def windows_commands(readme: str, assignment: str) -> list[str]:
+    """The main README's Windows commands, the check pointed at `assignment`."""
+    section = readme.split("## Windows (no make)", 1)[1]
+    block = section.split("```powershell", 1)[1].split("```", 1)[0]
+    commands = [line.strip() for line in block.strip().splitlines() if line.strip()]
+    released = f"assignments\\{assignment}\\{assignment}.ipynb"
+    return [re.sub(r"assignments\\\S+", lambda _: released, c) for c in commands]
+
+
+def student_makefile(makefile: str, assignment: str) -> str:
+    """The main Makefile without the instructors' and maintainers' targets, plus `check`.
+
+    The Makefile is read as blank-line separated blocks; the leading comment block is replaced,
+    blocks defining an instructor target are dropped, the `.PHONY` line lists what is left.
+    The student's setup installs without the test tools (as the Classroom workflow does).
+    """
+    blocks = makefile.strip("\n").split("\n\n")[1:]
+    kept = []
+    for block in blocks:
+        rules = [line.split(":", 1)[0] for line in block.splitlines()
+                 if re.match(r"^[A-Za-z$(][^\s:=]*:(?!=)", line)]
+        if any(rule in INSTRUCTOR_TARGETS for rule in rules):
+            continue
+        kept.append(block)
+    kept.insert(-1, MAKEFILE_CHECK.format(assignment=assignment).strip("\n"))
+    targets = ["setup", "lab", "check", "clean"]
+    text = "\n\n".join(kept).replace(" install --dev", " install")
+    text = re.sub(r"^\.PHONY:.*$", ".PHONY: " + " ".join(targets), text, flags=re.M)
+    return MAKEFILE_HEADER.format(assignment=assignment) + "\n" + text + "\n"
+
+
+def student_pyproject(pyproject: str) -> str:
+    """pyproject.toml without the pytest settings (the template has no tests)."""
+    return re.sub(r"^\[tool\.pytest\.ini_options\]\n(?:(?!\[).*\n|\n)*", "", pyproject,
+                  flags=re.M)
 
 
 class LeakError(RuntimeError):
@@ -48,14 +111,21 @@ def tracked_files(root: Path = PROJECT_ROOT) -> list[str]:
     return sorted(f for f in out.split("\0") if f)
 
 
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
 def build(assignment_name: str, out: Path, root: Path = PROJECT_ROOT) -> list[str]:
     """Write the template repository to `out` (a new folder) and commit it; return its files."""
     assignment = find_assignment(assignment_name)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty")
     written = []
+    generated = {"README.md", "Makefile", "pyproject.toml"}
     for name in tracked_files(root):
-        if name.startswith(EXCLUDED) or name == "README.md":
+        other_assignment = (name.startswith("assignments/")
+                            and not name.startswith(f"assignments/{assignment.name}/"))
+        if name.startswith(EXCLUDED) or other_assignment or name in generated:
             continue
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +138,10 @@ def build(assignment_name: str, out: Path, root: Path = PROJECT_ROOT) -> list[st
     extra = {
         ".github/workflows/classroom.yml":
             workflow.replace("ASSIGNMENT: 00_welcome", f"ASSIGNMENT: {assignment.name}"),
-        "README.md": README.format(assignment=assignment.name),
+        "README.md": README.format(assignment=assignment.name, windows="\n".join(
+            "   " + c for c in windows_commands(_text(root / "README.md"), assignment.name))),
+        "Makefile": student_makefile(_text(root / "Makefile"), assignment.name),
+        "pyproject.toml": student_pyproject(_text(root / "pyproject.toml")),
     }
     for name, text in extra.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)

@@ -208,6 +208,71 @@ def test_feedback_is_written_and_never_shows_hidden_tests(graded_class):
             assert hidden_line not in html and hidden_line in "".join(toy.HIDDEN.values())
 
 
+NOTES = ("My notes: the mean is $\\bar x = \\frac{1}{n}\\sum_{i=1}^{n} x_i$ for $n \\ge 1$.\n\n"
+         "$$\\lVert x \\rVert^2 = \\sum_i x_i^2$$\n\n"
+         "| term | 中文 |\n| --- | --- |\n| mean | 均值 |\n")
+
+
+@pytest.fixture(scope="module")
+def small_class(tmp_path_factory, toy_solutions, toy_release):
+    """A first grade-class into a new folder: a wrong `add` with a markdown note (maths and a
+    table) of the student's own, and a correct notebook."""
+    subs = tmp_path_factory.mktemp("small-class")
+    wrong = submission(toy_release, {"add_answer": "def add(a, b):\n    return abs(a) + b\n"})
+    wrong.cells.insert(1, nbformat.v4.new_markdown_cell(NOTES))
+    _write(subs, "alice.ipynb", wrong)
+    _write(subs, "bob.ipynb", submission(toy_release))
+    out = tmp_path_factory.mktemp("small-grading") / "out"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(subs),
+                           "--assignment", "toy", "--out", str(out), "-j", "2",
+                           "--solutions", str(toy_solutions)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_a_first_grade_class_prints_no_sqlalchemy_warning(small_class):
+    _, proc = small_class
+    assert "SAWarning" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_feedback_page_works_offline_and_names_every_graded_cell(small_class):
+    import html
+    import re
+
+    out, _ = small_class
+    page = (out / "feedback" / "alice" / "toy" / "toy.html").read_text(encoding="utf-8")
+    # nothing fetched from elsewhere: no remote script, stylesheet, import or font
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=[\"']?(https?:)?//",
+                         page, re.I)
+    assert not re.search(r"(@import|url\()\s*[\"']?(https?:)?//", page, re.I)
+    assert "<script" not in page and "mathjax" not in page.lower()
+    # maths drawn on the page, tables styled
+    assert page.count('src="data:image/svg+xml;base64,') >= 3, "inline and display maths"
+    assert "$\\bar x" not in page and "$$" not in page, "no TeX left for a script to typeset"
+    assert 'alt="\\bar x = \\frac{1}{n}\\sum_{i=1}^{n} x_i"' in page
+    assert "<table>" in page and "th, td {" in page and "均值" in page
+    # every graded cell: its exercise, grade_id, points and (if it failed) the reason
+    expected = {"add_visible": "1 / 1", "add_hidden": "0 / 2", "mean_visible": "1 / 1",
+                "mean_hidden": "2 / 2"}
+    rows = re.findall(r'<tr class="(pass|fail)">\s*<td>(.*?)</td>\s*<td><a href="#(\w+)">.*?'
+                      r'</a></td>\s*<td>(\w+)</td>\s*<td class="num">(.*?)</td>\s*<td>(.*?)</td>',
+                      page, re.S)
+    assert {gid: points for _, _, gid, _, points, _ in rows} == expected
+    # an exercise is named on its first row
+    assert [ex for _, ex, _, _, _, _ in rows] == ["<code>add</code>", "", "<code>mean</code>", ""]
+    for status, _, gid, kind, _, reason in rows:
+        assert kind == gid.rsplit("_", 1)[1] and f'id="{gid}"' in page
+        assert (status, reason) == (("fail", "AssertionError: add must handle negative floats")
+                                    if gid == "add_hidden" else ("pass", "passed"))
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert "Total: 4 / 6 points , of which 2 came from hidden tests (worth 4)" in text
+    # never the hidden tests' code
+    assert "BEGIN HIDDEN TESTS" not in page
+    for line in "".join(toy.HIDDEN.values()).splitlines():
+        assert " ".join(line.split()) not in text
+
+
 def test_gradebook_holds_every_graded_score(graded_class):
     from nbgrader.api import Gradebook
 

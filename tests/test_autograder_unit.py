@@ -255,3 +255,31 @@ def test_check_of_a_file_that_is_not_a_notebook_is_invalid_and_exits_zero(tmp_pa
     assert status == 0, err
     assert "status: invalid" in printed and "not valid JSON" in printed
     assert json.loads(out.read_text(encoding="utf-8"))["status"] == "error"
+
+
+# -- the feedback page --------------------------------------------------------------------------
+def test_maths_become_inline_svg_and_unknown_tex_stays_readable():
+    import base64
+
+    from autograder.feedback import math_html
+
+    inline = math_html(r"\hat y = \frac1n \sum_i x_i \ge 0")  # rewritten for mathtext
+    assert inline.startswith('<img class="math" alt="\\hat y') and "vertical-align:" in inline
+    svg = base64.b64decode(inline.split("base64,")[1].split('"')[0]).decode()
+    assert "<svg" in svg and "<path" in svg, "glyphs drawn as paths: no font needed"
+    assert "<image" not in svg and 'href="http' not in svg and "<text" not in svg
+    assert math_html(r"\lVert x \rVert", display=True).startswith('<img class="math-display"')
+    cases = math_html(r"\begin{cases} 1 & x > 0 \\ 0 & \text{else} \end{cases}", display=True)
+    assert cases.startswith('<code class="math-display tex"') and "begin{cases}" in cases
+    assert math_html("a < b").count("&lt;") == 2  # the alt and title texts are escaped
+
+
+def test_exercise_titles_come_from_the_task_heading():
+    from autograder.feedback import exercise_of, exercise_title
+
+    assert exercise_of("mse_gradient_hidden") == "mse_gradient"
+    assert exercise_of("mse_gradient_visible") == "mse_gradient"
+    heading = "## Exercise 1 · Mean squared error — `mse` (2 points: 1 visible, 1 hidden)\n\nText"
+    assert exercise_title(heading, "mse") == "Exercise 1 · Mean squared error — <code>mse</code>"
+    assert exercise_title("Write `add`.", "add") == "<code>add</code>"
+    assert exercise_title("# <b>x</b>", "x") == "&lt;b&gt;x&lt;/b&gt;"

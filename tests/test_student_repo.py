@@ -1,14 +1,17 @@
 """The GitHub Classroom template: what students get, and that its workflow's check runs there."""
 
 import json
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder.student_repo import LEAK_MARKERS, build
+from llmlab import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,47 @@ def test_template_holds_no_solutions_or_tests(template):
     for f in files:
         data = (template / f).read_bytes()
         assert not any(m.encode() in data for m in LEAK_MARKERS), f
+
+
+def test_template_holds_only_its_own_assignment(template):
+    assert [p.name for p in (template / "assignments").iterdir()] == ["01_ml_basics"]
+    assert sorted(p.name for p in (template / "course").glob("*.ipynb")) == sorted(
+        p.name for p in (PROJECT_ROOT / "course").glob("*.ipynb")), "every lecture stays"
+
+
+def test_template_makefile_and_settings_work_without_solutions_or_tests(template):
+    makefile = (template / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):(?!=)", makefile, flags=re.M))
+    assert targets == {"setup", "lab", "check", "clean"}
+    assert "solutions" not in makefile and "tests/" not in makefile and "pytest" not in makefile
+    assert "--dev" not in makefile, "students do not install the test tools"
+    dry = subprocess.run(["make", "-n", "check"], cwd=template, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert "autograder check assignments/01_ml_basics/01_ml_basics.ipynb" in dry.stdout
+    pyproject = tomllib.loads((template / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "pytest" not in pyproject["tool"]
+    main = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"] == main["project"], "the same pins"
+
+
+def _commands(markdown: str) -> set[str]:
+    blocks = re.findall(r"```(?:bash|powershell)\n(.*?)```", markdown, flags=re.S)
+    lines = {line.split("#")[0].strip() for block in blocks for line in block.splitlines()}
+    return {line for line in lines if line}
+
+
+def test_template_readme_install_commands_match_the_main_readme(template):
+    readme = (template / "README.md").read_text(encoding="utf-8")
+    main = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    ours, theirs = _commands(readme), _commands(main)
+    install = {c for c in ours if " check " not in c}
+    assert len(install) >= 4 and install <= theirs, install - theirs
+    checks = {c for c in ours if " check " in c}
+    assert checks == {".venv/bin/python -m autograder check "
+                      "assignments/01_ml_basics/01_ml_basics.ipynb",
+                      ".venv\\Scripts\\python -m autograder check "
+                      "assignments\\01_ml_basics\\01_ml_basics.ipynb"}
+    assert {c.replace("01_ml_basics", "00_welcome") for c in checks} <= theirs
 
 
 def test_template_workflow_is_valid_and_set_to_the_assignment(template):
