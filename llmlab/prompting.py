@@ -18,6 +18,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
+import numpy as np
+import torch
+
 #: The folder of the data sets written for module 10.
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 #: The label words of the sentiment set and of the topic set, in a fixed order.
@@ -452,3 +455,190 @@ def attack_success_rate(model, attacks: Sequence[dict], defence: str = "none") -
     if not attacks:
         raise ValueError("no attacks given")
     return sum(run_attack(model, a, defence)["success"] for a in attacks) / len(attacks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification with a chat model, measured
+# ---------------------------------------------------------------------------------------------
+#: The instruction each classification prompt starts with, for the course's two label sets.
+INSTRUCTIONS: dict[tuple[str, ...], str] = {
+    SENTIMENT_LABELS: "Is the sentiment of this review positive or negative? Answer with one word.",
+    TOPIC_LABELS: "Which topic is this text about: sports, technology, food or weather? "
+                  "Answer with one word.",
+}
+#: A classification prompt's user message: the instruction, then the text.
+CLASSIFY_TEMPLATE = "{instruction}\n\nText: {text}"
+#: Content-free inputs for calibration (Zhao et al. 2021, "Calibrate before use").
+CONTENT_FREE = ("N/A", "", "[MASK]")
+
+
+def instruction_for(labels: Sequence[str]) -> str:
+    """The course's instruction for these labels, or a generic one naming them."""
+    labels = tuple(labels)
+    if labels in INSTRUCTIONS:
+        return INSTRUCTIONS[labels]
+    return (f"Which label fits this text: {', '.join(labels[:-1])} or {labels[-1]}? "
+            "Answer with one word.")
+
+
+def classification_messages(text: str, labels: Sequence[str], examples: Sequence[dict] = (),
+                            instruction: str | None = None) -> list[dict]:
+    """The chat that asks for the label of `text`: each example is a prior user turn (the
+    same prompt on its text) answered by an assistant turn holding its label, then the question."""
+    instruction = instruction or instruction_for(labels)
+    messages = []
+    for example in examples:
+        messages += [{"role": "user", "content": fill_template(
+                         CLASSIFY_TEMPLATE, instruction=instruction, text=example["text"])},
+                     {"role": "assistant", "content": example["label"]}]
+    messages.append({"role": "user", "content": fill_template(
+        CLASSIFY_TEMPLATE, instruction=instruction, text=text)})
+    return messages
+
+
+def label_forms(label: str) -> list[str]:
+    """How a reply may write a label: as it is and capitalised (`positive`, `Positive`)."""
+    return list(dict.fromkeys([label, label[:1].upper() + label[1:]]))
+
+
+def continuation_log_probs(model, prompts: Sequence[Sequence[int]],
+                           continuations: Sequence[Sequence[int]],
+                           batch_size: int = 8) -> np.ndarray:
+    """log P(continuation | prompt) in nats, (len(prompts), len(continuations)), for token-id
+    prompts and continuations of a `ChatModel` — what `ChatModel.score` gives one prompt at a
+    time, for many prompts at once.
+
+    The prompts' common prefix runs once, through `ChatModel.prefill` (so a prefix it computed
+    before is reused too); what follows it runs in batches of `batch_size` rows, one row per
+    prompt and distinct continuation head (all continuations of one token share a row).
+    """
+    prompts = [list(map(int, p)) for p in prompts]
+    continuations = [list(map(int, c)) for c in continuations]
+    if not prompts or any(not p for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    shared = min(len(p) for p in prompts) - 1  # each prompt keeps one position of its own
+    for p in prompts[1:]:
+        shared = min(shared, _common_prefix_length(prompts[0], p))
+    cache = model.prefill(prompts[0][:shared])[0] if shared > 0 else None
+    # rows: (prompt index, tokens after the shared prefix, [(continuation index, first pos)])
+    rows: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
+    for ci, c in enumerate(continuations):
+        if c:
+            for pi in range(len(prompts)):
+                rows[pi, tuple(c[:-1])].append(ci)
+    scores = np.zeros((len(prompts), len(continuations)))
+    ordered = sorted(rows, key=lambda key: len(prompts[key[0]]) + len(key[1]))
+    for start in range(0, len(ordered), batch_size):
+        batch = ordered[start : start + batch_size]
+        tokens = [prompts[pi][shared:] + list(head) for pi, head in batch]
+        width = max(len(t) for t in tokens)
+        padded = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, t in enumerate(tokens):
+            padded[row, : len(t)] = torch.tensor(t)
+        if cache is not None:
+            logits = model.model(padded, cache.clone(max_len=shared + width,
+                                                     batch_size=len(batch)), shared)
+        else:
+            logits = model.model(padded)
+        for row, (pi, head) in enumerate(batch):
+            first = len(prompts[pi]) - shared - 1  # the position that predicts the first token
+            logp = logits[row, first : first + len(head) + 1].log_softmax(-1)
+            for ci in rows[pi, head]:
+                c = continuations[ci]
+                scores[pi, ci] = float(logp[torch.arange(len(c)), torch.tensor(c)].sum())
+    return scores
+
+
+def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def label_log_probs(model, texts: Sequence[str], labels: Sequence[str],
+                    examples: Sequence[dict] = (), instruction: str | None = None) -> np.ndarray:
+    """(len(texts), len(labels)): the log-probability that the reply to each text's
+    classification prompt starts with each label, in either of its `label_forms` (the forms'
+    probabilities are added)."""
+    prompts = [model.encode(model.render(classification_messages(t, labels, examples,
+                                                                 instruction)))
+               for t in texts]
+    forms = [(li, model.tokenizer.encode(form, allowed_special="none"))
+             for li, label in enumerate(labels) for form in label_forms(label)]
+    form_scores = continuation_log_probs(model, prompts, [ids for _, ids in forms])
+    scores = np.full((len(texts), len(labels)), -np.inf)
+    for column, (li, _) in enumerate(forms):
+        scores[:, li] = np.logaddexp(scores[:, li], form_scores[:, column])
+    return scores
+
+
+def _texts(items: Sequence[dict | str]) -> list[str]:
+    return [item if isinstance(item, str) else item["text"] for item in items]
+
+
+def predict_by_scoring(model, items: Sequence[dict | str], labels: Sequence[str],
+                       examples: Sequence[dict] = (),
+                       instruction: str | None = None) -> list[str]:
+    """Constrained label scoring: the label whose word the model finds likeliest as the reply's
+    start (`label_log_probs`; ties go to the earlier label). With `examples`: k-shot."""
+    scores = label_log_probs(model, _texts(items), labels, examples, instruction)
+    return [labels[i] for i in scores.argmax(axis=1)]
+
+
+def content_free_probs(model, labels: Sequence[str], examples: Sequence[dict] = (),
+                       instruction: str | None = None,
+                       content_free: Sequence[str] = CONTENT_FREE) -> np.ndarray:
+    """The model's label probabilities (normalised over the labels) for content-free inputs,
+    averaged: its bias before it has seen any text, (len(labels),)."""
+    scores = label_log_probs(model, list(content_free), labels, examples, instruction)
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (probs / probs.sum(axis=1, keepdims=True)).mean(axis=0)
+
+
+def predict_calibrated(model, items: Sequence[dict | str], labels: Sequence[str],
+                       examples: Sequence[dict] = (), instruction: str | None = None,
+                       content_free: Sequence[str] = CONTENT_FREE) -> list[str]:
+    """Calibrated label scoring (Zhao et al. 2021): each label's log-probability, normalised
+    over the labels, minus the log of its average probability on content-free inputs
+    (`content_free_probs`), so a label the prompt favours whatever the text loses its head
+    start. Ties go to the earlier label."""
+    scores = label_log_probs(model, _texts(items), labels, examples, instruction)
+    normalised = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+    bias = content_free_probs(model, labels, examples, instruction, content_free)
+    return [labels[i] for i in (normalised - np.log(bias)).argmax(axis=1)]
+
+
+def predict_by_reply(model, items: Sequence[dict | str], labels: Sequence[str],
+                     examples: Sequence[dict] = (), instruction: str | None = None,
+                     max_tokens: int = 4) -> list[str | None]:
+    """Zero-shot (or k-shot) by reply: the label the greedy reply starts with (case, spaces,
+    quotes and asterisks aside), None when it starts with no label. Works with a `ChatModel`
+    or an `LLM`."""
+    predictions = []
+    for text in _texts(items):
+        answer = reply(model, classification_messages(text, labels, examples, instruction),
+                       max_tokens=max_tokens)
+        start = answer.lstrip(" \n\t\"'*`").lower()
+        predictions.append(next((label for label in labels
+                                 if start.startswith(label.lower())), None))
+    return predictions
+
+
+def predict_with_selected_examples(model, items: Sequence[dict | str], labels: Sequence[str],
+                                   pool: Sequence[dict], k: int,
+                                   instruction: str | None = None) -> list[str]:
+    """k-shot label scoring with each text's own examples: the `k` most similar items of
+    `pool` (`select_examples`), the most similar placed last, nearest the question."""
+    predictions = []
+    for text in _texts(items):
+        examples = select_examples(text, pool, k)[::-1]
+        predictions += predict_by_scoring(model, [text], labels, examples, instruction)
+    return predictions
+
+
+def accuracy(predictions: Sequence[str | None], items: Sequence[dict]) -> float:
+    """The fraction of predictions equal to the items' labels (None is always wrong)."""
+    if len(predictions) != len(items):
+        raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
+    if not items:
+        raise ValueError("no items to score")
+    return sum(p == item["label"] for p, item in zip(predictions, items)) / len(items)
