@@ -11,11 +11,14 @@ The labelled sets written for the course live in `llmlab/datasets/` (see its REA
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -609,7 +612,7 @@ def predict_calibrated(model, items: Sequence[dict | str], labels: Sequence[str]
 
 def predict_by_reply(model, items: Sequence[dict | str], labels: Sequence[str],
                      examples: Sequence[dict] = (), instruction: str | None = None,
-                     max_tokens: int = 4) -> list[str | None]:
+                     max_tokens: int = 3) -> list[str | None]:
     """Zero-shot (or k-shot) by reply: the label the greedy reply starts with (case, spaces,
     quotes and asterisks aside), None when it starts with no label. Works with a `ChatModel`
     or an `LLM`."""
@@ -642,3 +645,151 @@ def accuracy(predictions: Sequence[str | None], items: Sequence[dict]) -> float:
     if not items:
         raise ValueError("no items to score")
     return sum(p == item["label"] for p, item in zip(predictions, items)) / len(items)
+
+
+# ---------------------------------------------------------------------------------------------
+# When prompting is not enough: a LoRA fine-tune of the real model
+# ---------------------------------------------------------------------------------------------
+#: The linear layers of `llmlab.llama.Llama` a fine-tune wraps: attention and feed-forward.
+LORA_TARGETS: tuple[str, ...] = ("attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                                 "feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """How `fine_tune_classifier` trains: LoRA rank and scale, AdamW's learning rate (cosine
+    decay to zero), optimiser steps and batch size, how many of the last blocks get LoRA layers
+    (None: all; the frozen blocks below them then compute the same features every step, so they
+    run once, before training), torch's thread count while training, and the seed."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    learning_rate: float = 1e-3
+    steps: int = 40
+    batch_size: int = 8
+    last_blocks: int | None = 8
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned classifier: `model` is a `ChatModel` with the LoRA update merged in."""
+
+    model: object
+    losses: list[float]
+    train_seconds: float
+    cache_path: Path
+    from_cache: bool
+
+
+def fine_tune_classifier(items: Sequence[dict], labels: Sequence[str],
+                         config: FineTuneConfig = FineTuneConfig(),
+                         instruction: str | None = None, progress: bool = True) -> FineTuned:
+    """Teach the local model to answer a classification prompt with the right label word.
+
+    A float32 copy of SmolLM2-135M-Instruct gets module 08's LoRA layers (`llmlab.lora.add_lora`)
+    on `LORA_TARGETS`; the loss is the cross-entropy of the label's tokens after the prompt of
+    `classification_messages` (zero-shot), over `items`. The learned matrices are cached in
+    `.cache/prompting/` under a hash of the items, labels, instruction and config, so a second
+    call loads them instead of training. The returned model is merged and cast to the chat
+    model's default dtype, ready for `predict_by_scoring`.
+    """
+    from llmlab import CACHE_DIR
+    from llmlab.chat import DEFAULT_DTYPE, ChatModel
+    from llmlab.llama import Llama, model_path, read_gguf
+    from llmlab.lora import add_lora, merge_lora
+
+    chat = ChatModel.load()
+    key = hashlib.sha256(json.dumps(
+        {"items": [{"text": it["text"], "label": it["label"]} for it in items],
+         "labels": list(labels), "instruction": instruction, "config": asdict(config),
+         "targets": LORA_TARGETS, "model": model_path().name}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    cache_path = CACHE_DIR / "prompting" / f"lora-{key}.pt"
+
+    model = Llama.from_gguf(read_gguf(model_path()), dtype=torch.float32)
+    first_block = 0 if config.last_blocks is None else len(model.layers) - config.last_blocks
+    targets = tuple(f"layers.{i}.{t}" for i in range(first_block, len(model.layers))
+                    for t in LORA_TARGETS)
+    add_lora(model, config.rank, config.alpha, targets,
+             generator=torch.Generator().manual_seed(config.seed))
+    lora = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if cache_path.exists():
+        saved = torch.load(cache_path, weights_only=True)
+        with torch.no_grad():
+            for name, p in lora.items():
+                p.copy_(saved["lora"][name])
+        losses, seconds, from_cache = saved["losses"], saved["train_seconds"], True
+    else:
+        started = time.perf_counter()
+        losses = _train_lora(model, chat, items, labels, config, instruction, first_block,
+                             progress)
+        seconds = time.perf_counter() - started
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"lora": {n: p.detach().clone() for n, p in lora.items()}, "losses": losses,
+                    "train_seconds": seconds}, cache_path)
+        from_cache = False
+    merge_lora(model)
+    model = model.to(DEFAULT_DTYPE).eval()
+    return FineTuned(ChatModel(model, chat.tokenizer, chat.chat_template), losses, seconds,
+                     cache_path, from_cache)
+
+
+def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction, first_block,
+                progress) -> list[float]:
+    """The training loop of `fine_tune_classifier`; returns the loss of every step."""
+    from llmlab.progress import tqdm
+
+    sequences, targets = [], []
+    for item in items:
+        prompt = chat.encode(chat.render(classification_messages(item["text"], labels, (),
+                                                                 instruction)))
+        answer = chat.tokenizer.encode(item["label"], allowed_special="none")
+        sequences.append(prompt + answer[:-1])
+        targets.append((len(prompt) - 1, answer))  # the positions predicting the answer
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with torch.no_grad():  # the frozen blocks below the first LoRA block: once, up front
+            features = [_run_blocks(model, model.tok_embeddings(torch.tensor([s])), 0,
+                                    first_block)[0] for s in sequences]
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.steps)
+        generator = torch.Generator().manual_seed(config.seed)
+        order: list[int] = []
+        losses = []
+        model.train()
+        for _ in tqdm(range(config.steps), desc="LoRA fine-tune", disable=not progress):
+            if len(order) < config.batch_size:
+                order += torch.randperm(len(items), generator=generator).tolist()
+            batch, order = order[: config.batch_size], order[config.batch_size:]
+            width = max(len(sequences[i]) for i in batch)
+            x = torch.zeros(len(batch), width, model.config.dim)
+            for row, i in enumerate(batch):  # right padding: causal attention never reads it
+                x[row, : len(sequences[i])] = features[i]
+            hidden = model.norm(_run_blocks(model, x, first_block, len(model.layers)))
+            rows = [row for row, i in enumerate(batch) for _ in targets[i][1]]
+            positions = [targets[i][0] + j for i in batch for j in range(len(targets[i][1]))]
+            answers = torch.tensor([t for i in batch for t in targets[i][1]])
+            logits = model.output(hidden[rows, positions])
+            loss = torch.nn.functional.cross_entropy(logits, answers)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
+    return losses
+
+
+def _run_blocks(model, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Blocks start…stop-1 of a `Llama` on hidden states x (B, T, dim), without a cache and
+    outside `Llama.forward`'s inference mode, so gradients can flow."""
+    rotations = model.rotations[: x.shape[1]]
+    for layer in model.layers[start:stop]:
+        x = layer(x, rotations)
+    return x
