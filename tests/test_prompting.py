@@ -11,10 +11,24 @@ import torch
 
 import llmlab
 from llmlab import prompting as P
-from llmlab.prompting import (SENTIMENT_LABELS, TOPIC_LABELS, accuracy, chat_token_counter,
-                              choose_examples, extract_json, fill_template, generate_json,
-                              last_number, load_labelled, looks_like_injection, majority_vote,
-                              select_examples, split_dev_test, truncate_messages, wrap_untrusted)
+from llmlab.prompting import (
+    SENTIMENT_LABELS,
+    TOPIC_LABELS,
+    accuracy,
+    chat_token_counter,
+    choose_examples,
+    extract_json,
+    fill_template,
+    generate_json,
+    last_number,
+    load_labelled,
+    looks_like_injection,
+    majority_vote,
+    select_examples,
+    split_dev_test,
+    truncate_messages,
+    wrap_untrusted,
+)
 
 
 # -- data sets ---------------------------------------------------------------------------------
@@ -266,7 +280,8 @@ def test_attack_success_rate_under_each_defence():
     assert P.attack_success_rate(echo, attacks, "none") == pytest.approx(np.mean(echoed))
     blocked = [looks_like_injection(a["text"]) for a in attacks]
     rate = P.attack_success_rate(echo, attacks, "hierarchy+check")
-    assert rate == pytest.approx(np.mean([e and not b for e, b in zip(echoed, blocked)]))
+    expected = [e and not b for e, b in zip(echoed, blocked, strict=True)]
+    assert rate == pytest.approx(np.mean(expected))
     blocked = sum(blocked)
     assert len(echo.calls) == len(attacks) + len(attacks) - blocked
     assert P.INJECTION_HIERARCHY in echo.calls[-1]["messages"][0]["content"]
@@ -303,7 +318,7 @@ def test_batched_label_scores_equal_one_by_one_scores(chat_model_f32):
     examples = load_labelled("sentiment")[10:12]
     for shots in ((), examples):
         batched = P.label_log_probs(model, texts, SENTIMENT_LABELS, shots)
-        for text, row in zip(texts, batched):
+        for text, row in zip(texts, batched, strict=True):
             prompt = model.render(P.classification_messages(text, SENTIMENT_LABELS, shots))
             plain = model.score(prompt, ["positive", "Positive", "negative", "Negative"])
             np.testing.assert_allclose(row, [np.logaddexp(*plain[:2]), np.logaddexp(*plain[2:])],
@@ -318,7 +333,7 @@ def test_multi_token_continuations_equal_score(chat_model_f32):
              for w in ("sports", " rain and snow", "food")]
     assert max(len(c) for c in conts) > 1
     batched = P.continuation_log_probs(model, prompts, conts, batch_size=4)
-    for prompt, row in zip(prompts, batched):
+    for prompt, row in zip(prompts, batched, strict=True):
         np.testing.assert_allclose(row, model.score(prompt, conts), atol=2e-3)
 
 
