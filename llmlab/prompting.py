@@ -700,7 +700,8 @@ def fine_tune_classifier(items: Sequence[dict], labels: Sequence[str],
     on `LORA_TARGETS`; the loss is the cross-entropy of the label's tokens after the prompt of
     `classification_messages` (zero-shot), over `items`. The learned matrices are cached in
     `.cache/prompting/` under a hash of the items, labels, instruction and config, so a second
-    call loads them instead of training. The returned model is merged and cast to the chat
+    call loads them instead of training (the thread count is not part of the key: it changes
+    the speed, not the result beyond rounding). The returned model is merged and cast to the chat
     model's default dtype, ready for `predict_by_scoring`.
     """
     from llmlab import CACHE_DIR
@@ -711,7 +712,8 @@ def fine_tune_classifier(items: Sequence[dict], labels: Sequence[str],
     chat = ChatModel.load()
     key = hashlib.sha256(json.dumps(
         {"items": [{"text": it["text"], "label": it["label"]} for it in items],
-         "labels": list(labels), "instruction": instruction, "config": asdict(config),
+         "labels": list(labels), "instruction": instruction,
+         "config": {k: v for k, v in asdict(config).items() if k != "threads"},
          "targets": LORA_TARGETS, "model": model_path().name}, sort_keys=True).encode()
     ).hexdigest()[:16]
     cache_path = CACHE_DIR / "prompting" / f"lora-{key}.pt"
