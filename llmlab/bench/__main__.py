@@ -1,4 +1,4 @@
-"""`python -m llmlab.bench {bpe,gpt,chat}`: run one benchmark and print its JSON line."""
+"""`python -m llmlab.bench {bpe,gpt,chat,prompting}`: run one benchmark and print its JSON line."""
 
 import argparse
 import importlib
@@ -8,6 +8,7 @@ BENCHMARKS = {
     "bpe": "llmlab.bench.bpe",  # BPE training speed, and the same merges as the simple trainer
     "gpt": "llmlab.bench.gpt",  # the lecture's GPT configuration against the reference recipe
     "chat": "llmlab.bench.chat",  # llmlab's SmolLM2 against transformers: load, prefill, decode
+    "prompting": "llmlab.bench.prompting",  # sentiment accuracy of each prompting method
 }
 
 

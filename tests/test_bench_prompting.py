@@ -1,0 +1,27 @@
+"""`python -m llmlab.bench prompting --quick`: the benchmark runs and prints its JSON line."""
+
+import json
+import subprocess
+import sys
+
+from llmlab import PROJECT_ROOT
+
+METHODS = {"zero_shot_reply", "label_scoring", "calibrated", "k_shot", "k_shot_calibrated",
+           "selected_examples", "fine_tuned"}
+
+
+def test_quick_benchmark_prints_one_json_line_with_every_method(tmp_path):
+    data = tmp_path / "mine.json"
+    data.write_text(json.dumps([{"text": "Great kettle, boils fast.", "label": "positive"},
+                                {"text": "It broke after a day.", "label": "negative"}] * 2))
+    proc = subprocess.run([sys.executable, "-m", "llmlab.bench", "prompting", "--quick",
+                           "--threads", "1", "--sentiment", str(data)],
+                          capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, "one JSON line on stdout, progress on stderr"
+    report = json.loads(lines[0])
+    assert report["n"] == 4 and report["data"] == str(data)
+    assert set(report["accuracy"]) == set(report["seconds"]) == METHODS
+    assert all(0 <= a <= 1 for a in report["accuracy"].values())
+    assert len(report["k_shot_orders"]) == 2 and report["fine_tune"]["steps"] == 2
