@@ -117,7 +117,7 @@ def _key(sub: Submission, course: CourseDir, limits: Limits) -> str:
 
 def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 2,
                 limits: Limits | None = None, force: bool = False, progress: bool = True,
-                solutions_dir: Path = SOLUTIONS_DIR) -> list[GradeResult]:
+                solutions_dir: Path = SOLUTIONS_DIR, feedback: bool = True) -> list[GradeResult]:
     limits = limits or Limits()
     # nbgrader runs inside `out` and would resolve relative paths a second time from there
     submissions, out, solutions_dir = submissions.resolve(), out.resolve(), solutions_dir.resolve()
@@ -162,7 +162,7 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     ordered = [records[s.student] for s in subs]
     students = [s.student for s in subs]
     write_csv(out / "grades.csv", students, ordered, course)
-    if any((out / "autograded").glob(f"*/{assignment.name}/*.ipynb")):
+    if feedback and any((out / "autograded").glob(f"*/{assignment.name}/*.ipynb")):
         run_nbgrader(out, "generate_feedback", assignment.name, "--force")
     return ordered
 

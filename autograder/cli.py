@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (an nbgrader course)")
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel workers (default 2)")
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--no-feedback", action="store_true",
+                   help="skip the feedback pages (grades.csv and the gradebook only)")
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     _limits(p)
 
@@ -128,13 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             from autograder.classroom import grade_class
 
             results = grade_class(args.submissions, args.assignment, args.out, args.jobs, limits,
-                                  args.force, solutions_dir=args.solutions)
+                                  args.force, solutions_dir=args.solutions,
+                                  feedback=not args.no_feedback)
             counts: dict[str, int] = {}
             for r in results:
                 counts[r.state] = counts.get(r.state, 0) + 1
             print(f"{len(results)} submissions: " +
                   ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-            print(f"grades: {args.out / 'grades.csv'}   feedback: {args.out / 'feedback'}")
+            print(f"grades: {args.out / 'grades.csv'}" +
+                  ("" if args.no_feedback else f"   feedback: {args.out / 'feedback'}"))
             return 0
         if args.command == "formgrader":
             from llmlab.setup import lab
