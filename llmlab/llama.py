@@ -40,7 +40,8 @@ every tensor (Q4_1, Q8_0, F32) to float32 in numpy, and casts it to `dtype`.
 every weight matrix, so its speed is set by how many bytes of weights it reads, not by arithmetic.
 `from_gguf(path, torch.bfloat16, int4_decode=True)` also keeps every matrix the file stores in
 Q4_1 as the file's own 4-bit codes with their per-block scale and minimum (5 bits a weight instead
-of bfloat16's 16; the Q8_0 output matrix as two such 4-bit halves, 10 bits), and a forward pass with one position per sequence multiplies by those through
+of bfloat16's 16; the Q8_0 output matrix as two such 4-bit halves, 10 bits), and a forward pass
+with one position per sequence multiplies by those through
 torch's int4 kernel; longer inputs (a prompt) use the dense bfloat16 copy, which the CPU's matrix
 units multiply faster when there are many rows. The two paths round differently (the kernel keeps
 the scales in bfloat16), so their logits agree to bfloat16 precision, not bit for bit.
