@@ -42,6 +42,13 @@ import numpy as np
 QUESTIONS_PATH = Path(__file__).resolve().parent / "datasets" / "rag_questions.json"
 #: The chunking the library uses unless told otherwise (tuned on the development half).
 DEFAULT_SIZE, DEFAULT_OVERLAP = 1000, 200
+#: `chunk_corpus`'s arguments for the benchmark and `best_retriever` (chosen on the dev half).
+DEFAULT_CHUNKING: dict[str, Any] = {"size": DEFAULT_SIZE, "overlap": DEFAULT_OVERLAP,
+                                    "boundaries": "chars", "with_heading": False}
+#: The HNSW index's settings (`DenseRetriever`'s keyword arguments).
+HNSW_SETTINGS: dict[str, int] = {"hnsw_m": 32, "ef_construction": 64, "ef_search": 64}
+#: How `best_retriever` fuses BM25 and the dense retriever (`HybridRetriever`'s arguments).
+BEST_FUSION: dict[str, Any] = {"k": 60, "weights": [1.0, 1.0], "depth": 100}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +472,23 @@ class HybridRetriever:
             for rank, item in enumerate(ranking, start=1):
                 score[item] = score.get(item, 0.0) + weight / (self.k + rank)
         return [(i, score[i]) for i in fused]
+
+
+def best_retriever(chunks: Sequence[Chunk | str], encoder=None, *,
+                   bm25: BM25Retriever | None = None,
+                   dense: DenseRetriever | None = None) -> HybridRetriever:
+    """The course's best retriever on the development half: BM25 and MiniLM (exact search)
+    fused by reciprocal rank fusion with `BEST_FUSION`, over chunks made with
+    `DEFAULT_CHUNKING`. Pass ready-made `bm25` / `dense` retrievers over the same chunks to reuse
+    them; otherwise `encoder` (default `llmlab.bert.SentenceEncoder.load()`) embeds the chunks."""
+    if dense is None:
+        if encoder is None:
+            from llmlab.bert import SentenceEncoder
+
+            encoder = SentenceEncoder.load()
+        dense = DenseRetriever(encoder, chunks, "flat")
+    bm25 = bm25 if bm25 is not None else BM25Retriever(chunks)
+    return HybridRetriever([bm25, dense], name="hybrid", **BEST_FUSION)
 
 
 # ---------------------------------------------------------------------------------------------

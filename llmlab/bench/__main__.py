@@ -1,4 +1,4 @@
-"""`python -m llmlab.bench {bpe,gpt,chat,prompting}`: run one benchmark and print its JSON line."""
+"""`python -m llmlab.bench {bpe,gpt,chat,prompting,rag}`: run one benchmark, print its JSON line."""
 
 import argparse
 import importlib
@@ -9,6 +9,7 @@ BENCHMARKS = {
     "gpt": "llmlab.bench.gpt",  # the lecture's GPT configuration against the reference recipe
     "chat": "llmlab.bench.chat",  # llmlab's SmolLM2 against transformers: load, prefill, decode
     "prompting": "llmlab.bench.prompting",  # sentiment accuracy of each prompting method
+    "rag": "llmlab.bench.rag",  # recall@k and MRR of each retriever, index build and query time
 }
 
 
