@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -190,6 +190,28 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
+#: Words, and the operators of Python's grammar (longest first), as `search_tokens` reads them.
+_SEARCH_TOKEN = re.compile(r"\w+|::=|\*\*=?|//=?|<<=?|>>=?|[<>=!]=|->|:=|\.\.\.|[-+*/%@&|^~<>]=?|=")
+
+
+def stem(word: str) -> str:
+    """A deliberately tiny stemmer: plural endings off ("comprehensions" -> "comprehension",
+    "entries" -> "entry"); everything else as it is."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def search_tokens(text: str) -> list[str]:
+    """`tokenize` made for questions about code: Python's operators (`**`, `//`, `@`, `~`,
+    `<=`, `...`) are tokens too, since a question like "why does -2 ** 2 give -4?" is about
+    nothing else, and words lose plural endings (`stem`). On the development half this lifts
+    BM25's recall@5 by about 0.08 (see `llmlab.bench.rag`)."""
+    return [stem(t) for t in _SEARCH_TOKEN.findall(text.lower())]
+
+
 class BM25:
     """Okapi BM25 in Lucene's variant (what the `bm25s` package computes by default).
 
@@ -267,17 +289,19 @@ def _top(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
 
 
 class BM25Retriever:
-    """BM25 over the chunks' `search_text`, tokenized by `tokenize`."""
+    """BM25 over the chunks' `search_text`; `tokenizer` splits chunks and queries alike
+    (`tokenize`, or `search_tokens` which also keeps operators and drops plural endings)."""
 
-    name = "bm25"
-
-    def __init__(self, chunks: Sequence[Chunk | str], k1: float = 1.5, b: float = 0.75):
+    def __init__(self, chunks: Sequence[Chunk | str], k1: float = 1.5, b: float = 0.75,
+                 tokenizer: Callable[[str], list[str]] = tokenize):
         started = time.perf_counter()
-        self.bm25 = BM25(k1, b).fit([tokenize(t) for t in _texts(chunks)])
+        self.tokenizer = tokenizer
+        self.name = "bm25" if tokenizer is tokenize else f"bm25_{tokenizer.__name__}"
+        self.bm25 = BM25(k1, b).fit([tokenizer(t) for t in _texts(chunks)])
         self.build_seconds = time.perf_counter() - started
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        return _top(self.bm25.scores(tokenize(query)), k)
+        return _top(self.bm25.scores(self.tokenizer(query)), k)
 
 
 class TfidfRetriever:
