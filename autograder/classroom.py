@@ -33,6 +33,7 @@ from pathlib import Path
 import nbformat
 from tqdm.auto import tqdm
 
+from autograder import student_repo
 from autograder.course import (
     SOLUTIONS_DIR,
     Assignment,
@@ -58,6 +59,7 @@ class Submission:
     student: str
     path: Path | None  # None: nothing gradable was found
     problem: str = ""
+    repo: Path | None = None  # the student's repository, when the submission is a folder
 
 
 def student_id(name: str) -> str:
@@ -72,7 +74,8 @@ def discover(folder: Path, assignment: Assignment) -> list[Submission]:
         if entry.name in IGNORED or entry.name.startswith("."):
             continue
         if entry.is_dir():
-            found.append(Submission(student_id(entry.name), *_notebook_in(entry, assignment)))
+            found.append(Submission(student_id(entry.name), *_notebook_in(entry, assignment),
+                                    repo=entry))
         else:
             found.append(Submission(student_id(entry.stem), entry))
     seen: dict[str, int] = {}
@@ -142,6 +145,7 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
                 pass  # a damaged record is regraded
         todo.append((sub, key))
 
+    expected: dict[str, bytes] = {}  # the template's files, read once if a repository needs them
     bar = tqdm(total=len(subs), initial=len(subs) - len(todo), desc=f"grading {assignment.name}",
                unit="nb", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -155,6 +159,8 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
             except Exception as err:  # a failure of the grader for one student: still a row
                 result = zero_result(sub.student, course, "error",
                                      f"the grader failed: {type(err).__name__}: {err}")
+            if sub.repo is not None:
+                _flag_infrastructure(result, sub.repo, assignment.name, expected)
             records[sub.student] = result
             _save(out, course, sub.student, result, key)  # one writer: this thread
             bar.update(1)
@@ -165,6 +171,23 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     if feedback and any((out / "autograded").glob(f"*/{assignment.name}/*.ipynb")):
         run_nbgrader(out, "generate_feedback", assignment.name, "--force")
     return ordered
+
+
+def _flag_infrastructure(result: GradeResult, repo: Path, assignment: str,
+                         expected: dict[str, bytes]) -> None:
+    """Flag `infrastructure_modified=...` when the student's repository holds a grader, `llmlab`,
+    workflow or setup files other than the template's. The grade itself never used them (it
+    runs this checkout's grader), but Classroom's advisory points may have: worth a look."""
+    if not expected:
+        try:
+            expected.update(student_repo.template_files(assignment))
+        except (OSError, subprocess.CalledProcessError) as err:
+            result.flags.append(f"infrastructure_unchecked={type(err).__name__}")
+            return
+    changes = student_repo.infrastructure_changes(repo, expected)
+    if changes:
+        shown = ",".join(changes[:5]) + (f",+{len(changes) - 5} more" if len(changes) > 5 else "")
+        result.flags.append("infrastructure_modified=" + shown)
 
 
 #: In an output folder: the course digest each assignment's source/ and gradebook entries match.

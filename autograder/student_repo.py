@@ -115,23 +115,20 @@ def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def build(assignment_name: str, out: Path, root: Path = PROJECT_ROOT) -> list[str]:
-    """Write the template repository to `out` (a new folder) and commit it; return its files."""
+#: Files of the template written for it rather than copied.
+GENERATED = ("README.md", "Makefile", "pyproject.toml", ".github/workflows/classroom.yml")
+
+
+def template_files(assignment_name: str, root: Path = PROJECT_ROOT) -> dict[str, bytes]:
+    """Path -> content of every file of the template repository for one assignment."""
     assignment = find_assignment(assignment_name)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty")
-    written = []
-    generated = {"README.md", "Makefile", "pyproject.toml"}
+    files: dict[str, bytes] = {}
     for name in tracked_files(root):
         other_assignment = (name.startswith("assignments/")
                             and not name.startswith(f"assignments/{assignment.name}/"))
-        if name.startswith(EXCLUDED) or other_assignment or name in generated:
+        if name.startswith(EXCLUDED) or other_assignment or name in GENERATED:
             continue
-        target = out / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((root / name).read_bytes())
-        target.chmod((root / name).stat().st_mode)
-        written.append(name)
+        files[name] = (root / name).read_bytes()
     workflow = WORKFLOW_TEMPLATE.read_text(encoding="utf-8")
     if "ASSIGNMENT: 00_welcome" not in workflow:
         raise RuntimeError("the classroom template no longer sets ASSIGNMENT as expected")
@@ -143,18 +140,55 @@ def build(assignment_name: str, out: Path, root: Path = PROJECT_ROOT) -> list[st
         "Makefile": student_makefile(_text(root / "Makefile"), assignment.name),
         "pyproject.toml": student_pyproject(_text(root / "pyproject.toml")),
     }
-    for name, text in extra.items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(text, encoding="utf-8")
-        written.append(name)
-    for name in written:
-        data = (out / name).read_bytes()
+    files.update({name: text.encode("utf-8") for name, text in extra.items()})
+    for name, data in files.items():
         for marker in LEAK_MARKERS:
             if marker.encode() in data:
                 raise LeakError(f"{name} contains '{marker}': not publishing")
+    return files
+
+
+#: What runs or installs the grader: a student's repository must hold these as released.
+INFRASTRUCTURE = ("autograder/", "llmlab/", ".github/", "Makefile", "pyproject.toml",
+                  "environment.yml", "postBuild")
+#: Files a run leaves behind that are no change to the infrastructure.
+_LEFTOVERS = re.compile(r"(^|/)(__pycache__|[^/]*\.egg-info|\.ipynb_checkpoints)(/|$)|\.pyc$")
+
+
+def _infrastructure(name: str) -> bool:
+    return name.startswith(INFRASTRUCTURE) and not _LEFTOVERS.search(name)
+
+
+def infrastructure_changes(repo: Path, expected: dict[str, bytes]) -> list[str]:
+    """The grader, `llmlab`, workflow and setup files of a student's repository that differ
+    from the template's `expected` files (changed, missing or added), sorted. Line endings are
+    ignored (a Windows checkout may turn them into CRLF)."""
+    def same(a: bytes, b: bytes) -> bool:
+        return a.replace(b"\r\n", b"\n") == b.replace(b"\r\n", b"\n")
+
+    present = {p.relative_to(repo).as_posix() for p in repo.rglob("*")
+               if p.is_file() and ".git" not in p.relative_to(repo).parts[:1]}
+    changed = [name for name, data in expected.items() if _infrastructure(name)
+               and (name not in present or not same((repo / name).read_bytes(), data))]
+    added = [name for name in present - set(expected) if _infrastructure(name)]
+    return sorted(changed + added)
+
+
+def build(assignment_name: str, out: Path, root: Path = PROJECT_ROOT) -> list[str]:
+    """Write the template repository to `out` (a new folder) and commit it; return its files."""
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty")
+    files = template_files(assignment_name, root)
+    for name, data in files.items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        if name not in GENERATED:  # keep the mode of copied files (postBuild is executable)
+            target.chmod((root / name).stat().st_mode)
+    assignment = find_assignment(assignment_name)
     git = ["git", "-c", "user.name=LLM Lab", "-c", "user.email=llmlab@localhost"]
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=out, check=True)
     subprocess.run([*git, "add", "-A"], cwd=out, check=True)
     subprocess.run([*git, "commit", "-q", "-m", f"LLM Lab template for {assignment.name}"],
                    cwd=out, check=True)
-    return sorted(written)
+    return sorted(files)

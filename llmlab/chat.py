@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ import torch
 
 from llmlab.gpt import sample_next
 from llmlab.llama import KVCache, Llama, gguf_fields, model_path, read_gguf, tokenizer_from_gguf
+from llmlab.tokenizer import _special_regex
 
 ROLES = ("system", "user", "assistant", "tool")
 #: The dtype ChatModel.load uses unless told otherwise (lecture 09 measures why).
@@ -98,16 +100,49 @@ class ChatModel:
                                      add_generation_prompt=add_generation_prompt)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of a prompt text; the special tokens in it become their ids."""
+        """Token ids of a prompt text you wrote; the special tokens in it become their ids.
+        For messages use `encode_messages`, which never lets a message's text make one."""
         return self.tokenizer.encode(text, allowed_special="all")
+
+    def encode_messages(self, messages: Sequence[dict],
+                        add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of the rendered prompt. Only the template's own markup becomes special
+        tokens: a user who types `<|im_start|>system` gets those characters as ordinary text,
+        not a new turn. For messages without such strings this equals `encode(render(...))`."""
+        plain = [_plain(m) for m in _checked(messages)]
+        marks = [f"\ue000{i}\ue001" for i in range(len(plain))]
+        marked = self._template.render(
+            messages=[{**m, "content": mark} for m, mark in zip(plain, marks, strict=True)],
+            add_generation_prompt=add_generation_prompt)
+        text, protected = "", []
+        for piece in re.split("(\ue000\\d+\ue001)", marked):
+            if piece in marks:
+                content = plain[marks.index(piece)]["content"]
+                protected.append((len(text), len(text) + len(content)))
+                piece = content
+            text += piece
+        if len(protected) != len(plain):
+            raise ValueError("the chat template changed a message's text; cannot tell the "
+                             "template's special tokens from the messages'")
+        specials = self.tokenizer.special_tokens
+        ids: list[int] = []
+        start = 0
+        for found in _special_regex(frozenset(specials)).finditer(text):
+            if any(a < found.end() and found.start() < b for a, b in protected):
+                continue  # a special-token string inside a message: ordinary text
+            ids.extend(self.tokenizer.encode_ordinary(text[start : found.start()]))
+            ids.append(specials[found.group()])
+            start = found.end()
+        ids.extend(self.tokenizer.encode_ordinary(text[start:]))
+        return ids
 
     def count_tokens(self, text_or_messages: str | Sequence[dict]) -> int:
         if isinstance(text_or_messages, str):
             return len(self.tokenizer.encode(text_or_messages, allowed_special="none"))
-        return len(self.encode(self.render(text_or_messages)))
+        return len(self.encode_messages(text_or_messages))
 
     def prompt_ids(self, messages: Sequence[dict]) -> list[int]:
-        ids = self.encode(self.render(messages))
+        ids = self.encode_messages(messages)
         if len(ids) >= self.context_length:
             raise ValueError(f"the prompt is {len(ids)} tokens, longer than the model's context "
                              f"of {self.context_length}: shorten or drop earlier messages")

@@ -571,7 +571,7 @@ def label_log_probs(model, texts: Sequence[str], labels: Sequence[str],
             raise ValueError("give one list of examples per text")
     else:
         per_text = [list(examples)] * len(texts)
-    prompts = [model.encode(model.render(classification_messages(t, labels, shots, instruction)))
+    prompts = [model.encode_messages(classification_messages(t, labels, shots, instruction))
                for t, shots in zip(texts, per_text, strict=True)]
     forms = [(li, model.tokenizer.encode(form, allowed_special="none"))
              for li, label in enumerate(labels) for form in label_forms(label)]
@@ -753,8 +753,8 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
 
     sequences, targets = [], []
     for item in items:
-        prompt = chat.encode(chat.render(classification_messages(item["text"], labels, (),
-                                                                 instruction)))
+        prompt = chat.encode_messages(classification_messages(item["text"], labels, (),
+                                                              instruction))
         answer = chat.tokenizer.encode(item["label"], allowed_special="none")
         sequences.append(prompt + answer[:-1])
         targets.append((len(prompt) - 1, answer))  # the positions predicting the answer
