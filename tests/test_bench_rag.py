@@ -6,9 +6,9 @@ import sys
 
 from llmlab import PROJECT_ROOT
 
-RETRIEVERS = {"tfidf", "bm25", "dense_flat", "dense_hnsw", "hybrid"}
-BUILDS = {"tfidf", "bm25", "encoder_load", "embed_empty_cache", "embed_cached", "faiss_flat",
-          "faiss_hnsw"}
+RETRIEVERS = {"tfidf", "bm25", "bm25_search_tokens", "dense_flat", "dense_hnsw", "hybrid"}
+BUILDS = {"tfidf", "bm25", "bm25_search_tokens", "encoder_load", "embed_empty_cache",
+          "embed_cached", "faiss_flat", "faiss_hnsw"}
 
 
 def test_quick_benchmark_prints_one_json_line_with_every_retriever(tmp_path):

@@ -6,9 +6,10 @@ indexes cost. Prints one JSON line:
      "ms_per_query"}}, "build_seconds": {...}, "hnsw", "corpus_sha256", "python", "threads", ...}
 
 Retrievers, all over the same chunks (`llmlab.rag.DEFAULT_CHUNKING`, chosen on the development
-half): `tfidf`, `bm25`, `dense_flat` (all-MiniLM-L6-v2 in `llmlab.bert`, exact FAISS search),
-`dense_hnsw` (approximate FAISS search) and `hybrid` (`llmlab.rag.best_retriever`: reciprocal
-rank fusion of BM25 and the dense retriever).
+half): `tfidf`, `bm25` (on `llmlab.rag.tokenize`), `bm25_search_tokens` (on
+`llmlab.rag.search_tokens`: operators kept, plurals off), `dense_flat` (all-MiniLM-L6-v2 in
+`llmlab.bert`, exact FAISS search), `dense_hnsw` (approximate FAISS search) and `hybrid`
+(`llmlab.rag.best_retriever`: reciprocal rank fusion of `bm25_search_tokens` and `dense_flat`).
 
 `build_seconds`: BM25's and TF-IDF's index; the encoder's load; the chunk embeddings from an
 empty cache (a fresh temporary folder, so every run measures it) and again from that cache; the
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tfidf = timed("tfidf", lambda: rag.TfidfRetriever(chunks))
     bm25 = timed("bm25", lambda: rag.BM25Retriever(chunks))
+    bm25_search = timed("bm25_search_tokens",
+                        lambda: rag.BM25Retriever(chunks, tokenizer=rag.search_tokens))
     encoder = timed("encoder_load", SentenceEncoder.load)
     with tempfile.TemporaryDirectory(prefix="llmlab-bench-rag-") as folder:
         cache = Path(folder)
@@ -85,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         hnsw = rag.DenseRetriever(encoder, chunks, "hnsw", cache=cache, **rag.HNSW_SETTINGS)
     build["faiss_flat"] = round(flat.build_seconds, 5)
     build["faiss_hnsw"] = round(hnsw.build_seconds, 5)
-    hybrid = rag.best_retriever(chunks, bm25=bm25, dense=flat)
+    hybrid = rag.best_retriever(chunks, bm25=bm25_search, dense=flat)
 
     results = {}
-    for name, retriever in (("tfidf", tfidf), ("bm25", bm25), ("dense_flat", flat),
-                            ("dense_hnsw", hnsw), ("hybrid", hybrid)):
+    for name, retriever in (("tfidf", tfidf), ("bm25", bm25), ("bm25_search_tokens", bm25_search),
+                            ("dense_flat", flat), ("dense_hnsw", hnsw), ("hybrid", hybrid)):
         scores = rag.evaluate(retriever, items, chunks, ks=(1, 5), mrr_k=10)
         results[name] = {key: round(scores[key], 4)
                          for key in ("recall@1", "recall@5", "mrr@10", "ms_per_query")}
