@@ -133,6 +133,20 @@ def test_tokenize_lowercases_words_digits_and_underscores():
     assert tokenize("The __init__() method, x2 = Ω!") == ["the", "__init__", "method", "x2", "ω"]
 
 
+def test_search_tokens_keep_operators_and_drop_plural_endings():
+    assert rag.search_tokens("Why does -2 ** 2 give -4?") == ["why", "doe", "-", "2", "**", "2",
+                                                              "give", "-", "4"]
+    assert rag.search_tokens("x //= y; a @ b; ~x; a <= b != c; f(*args, **kw) -> None ...") == [
+        "x", "//=", "y", "a", "@", "b", "~", "x", "a", "<=", "b", "!=", "c", "f", "*", "arg",
+        "**", "kw", "->", "none", "..."]
+    assert [rag.stem(w) for w in ("comprehensions", "entries", "class", "is", "lists")] == [
+        "comprehension", "entry", "class", "is", "list"]
+    chunks = chunk_corpus(["power", "binary", "with"], 400, 100)
+    found = rag.BM25Retriever(chunks, tokenizer=rag.search_tokens).search("what does ** do", 1)
+    assert chunks[found[0][0]].topic == "power"
+    assert rag.BM25Retriever(chunks).name == "bm25"
+
+
 def test_bm25_on_a_hand_example():
     docs = [["a", "b", "a"], ["b", "c"], ["d"]]
     bm25 = BM25().fit(docs)
