@@ -352,9 +352,17 @@ def cosine_top_k(query: np.ndarray, matrix: np.ndarray, k: int) -> tuple[np.ndar
 
 def encoder_id(encoder) -> str:
     """What names an encoder in a cache key: its `cache_id` or `name` if it has one, else its
-    class, plus its width."""
+    class; then its width, its `max_length` and the dtype of its model's weights, when it has
+    them (a bfloat16 encoder's vectors differ from a float32 one's)."""
     name = getattr(encoder, "cache_id", None) or getattr(encoder, "name", None)
-    return f"{name or type(encoder).__qualname__}-{getattr(encoder, 'dim', '?')}"
+    parts = [name or type(encoder).__qualname__, getattr(encoder, "dim", "?"),
+             getattr(encoder, "max_length", "")]
+    model = getattr(encoder, "model", None)
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        first = next(iter(parameters()), None)
+        parts.append(str(getattr(first, "dtype", "")))
+    return "-".join(str(p) for p in parts if p != "")
 
 
 @dataclass
