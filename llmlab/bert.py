@@ -104,6 +104,7 @@ def is_cjk(char: str) -> bool:
 
 
 def is_whitespace(char: str) -> bool:
+    """Space, tab, newline and Unicode's other spaces (no-break, ideographic, line separator…)."""
     return char.isspace()
 
 
@@ -402,17 +403,19 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         header_size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(header_size))
-        data = f.read()
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size)  # read on demand
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
+        if not 0 <= begin <= end <= len(data):
+            raise ValueError(f"{path}: tensor {name} lies outside the file")
         raw = data[begin:end]
         if info["dtype"] == "BF16":  # the top 16 bits of a float32
-            array = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+            array = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
         elif info["dtype"] in SAFETENSORS_DTYPES:
-            array = np.frombuffer(raw, SAFETENSORS_DTYPES[info["dtype"]])
+            array = raw.view(SAFETENSORS_DTYPES[info["dtype"]])
         else:
             raise ValueError(f"{path}: tensor {name} has the unsupported dtype {info['dtype']}")
         # a native-endian, writable copy in the tensor's shape
