@@ -1,10 +1,12 @@
 """A BERT-style encoder in one readable file, and all-MiniLM-L6-v2 as a sentence encoder.
 
-Lecture 11 embeds text chunks with all-MiniLM-L6-v2 (a 6-layer BERT distilled into a sentence
-embedding model by Reimers and Gurevych's sentence-transformers). This file runs it in the
-course's own code. The network is the **encoder** of lecture 07 (section 9: encoder-only, every
-token sees the whole text, no causal mask), built from the parts of section 7 in the original
-2017 **post-norm** order, and named as in the BERT paper (Devlin et al., 2018) and Google's code:
+Lecture 11 embeds text chunks with all-MiniLM-L6-v2: MiniLM-L6-H384 (a small BERT, 6 layers of
+width 384, distilled from a larger one by Microsoft: Wang et al., 2020), which the
+sentence-transformers project then trained contrastively on over a billion pairs of related
+sentences so that related texts get nearby vectors. This file runs it in the course's own code.
+The network is the **encoder** of lecture 07 (section 9: encoder-only, every token sees the whole
+text, no causal mask), built from the parts of section 7 in the original 2017 **post-norm** order,
+and named as in the BERT paper (Devlin et al., 2018) and Google's code:
 
     token ids (B, T), attention mask (B, T): 1 = a real token, 0 = padding
       -> word_embeddings(ids) + position_embeddings(0..T-1)     learned positions, as in GPT-2
