@@ -4,11 +4,13 @@ The pipeline: load -> chunk -> embed -> index -> retrieve -> augment the prompt 
 citations. Every step is a small function or class here, so the lecture can run them one by one:
 
     >>> from llmlab import rag
-    >>> chunks = rag.chunk_corpus(size=800, overlap=200)        # the reference manual, chunked
+    >>> from llmlab.llm import LLM
+    >>> chunks = rag.chunk_corpus(size=500, overlap=100)        # the reference manual, chunked
     >>> bm25 = rag.BM25Retriever(chunks)
     >>> bm25.search("How do I catch an exception?", k=3)        # [(chunk index, score), ...]
     >>> rag.evaluate(bm25, rag.questions("dev"), chunks)        # recall@1, recall@5, MRR@10
-    >>> rag.answer(LLM(), "What does the pass statement do?", bm25, chunks).text
+    >>> reply = rag.answer(LLM(), "What does the pass statement do?", bm25, chunks)
+    >>> reply.text, reply.cited_topics, rag.faithfulness(reply.text, reply.sources)
 
 **Documents** are the topics of `llmlab.text.reference_topics()` (what `help("with")` shows).
 A topic is cut into `Chunk`s; a retriever ranks chunks; topics are ranked by their best chunk
@@ -18,7 +20,14 @@ answering it is among the first k (`recall_at_k`).
 **Retrievers** share one interface, `search(query, k) -> [(chunk index, score), ...]`, best
 first: `BM25Retriever` and `TfidfRetriever` (keywords), `DenseRetriever` (a sentence-embedding
 model, all-MiniLM-L6-v2 in `llmlab.bert`, searched through a FAISS index, exact or approximate)
-and `HybridRetriever` (reciprocal rank fusion of the others).
+and `HybridRetriever` (reciprocal rank fusion of the others). `best_retriever` is the
+combination chosen on the development half of the questions (`DEFAULT_CHUNKING`,
+`BEST_FUSION`); `python -m llmlab.bench rag` measures them all on the test half.
+
+**Generation**: `answer` puts the retrieved chunks into a prompt with numbered sources
+(`build_messages`), and reads which ones the reply cites (`cited_numbers`); `faithfulness` is a
+lexical check of how much of a reply can be found in what it cites, and `closed_book` asks the
+same model with no sources, for comparison.
 
 **Conventions** shared with the graded exercises: `chunk_text`, `tokenize`, `BM25`,
 `cosine_top_k`, `reciprocal_rank_fusion`, `rank_topics`, `recall_at_k`, `mean_reciprocal_rank`,
