@@ -209,7 +209,8 @@ class Isolation:
 
     def describe(self) -> str:
         if self.level == "none":
-            return f"NOT isolated: student code can reach the network and read files ({self.reason})"
+            return ("NOT isolated: student code can reach the network and read files "
+                    f"({self.reason})")
         parts = [f"{name} {'yes' if ok else 'NO'} ({detail})" for name, ok, detail in self.held]
         head = "isolated (bubblewrap)" if self.level == "full" else \
             f"PARTLY isolated (bubblewrap; {self.reason})"
