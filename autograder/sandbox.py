@@ -73,6 +73,15 @@ def kernel_uid() -> int | None:
     return KERNEL_UID_BASE + os.getpid() if os.geteuid() == 0 else None
 
 
+@functools.cache
+def _bwrap_version() -> tuple[int, ...]:
+    try:
+        out = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout
+        return tuple(int(x) for x in out.split()[-1].split(".")[:2])
+    except (OSError, ValueError, IndexError):
+        return (0,)
+
+
 @dataclass
 class Policy:
     """What a kernel sees, may write, and may use. `argv(cmd)` is the whole policy."""
@@ -121,8 +130,9 @@ class Policy:
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
-        if self.uid is None:  # not root: a user namespace, which cannot make more
-            args += ["--unshare-user", "--disable-userns"]
+        if self.uid is None:  # not root: a user namespace, which cannot make more (bwrap 0.8+)
+            args += ["--unshare-user", *(["--disable-userns"] if _bwrap_version() >= (0, 8)
+                                          else [])]
         else:  # root: bubblewrap keeps only what setpriv needs to become `uid` and drop the rest
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
                      "CAP_SETPCAP"]
@@ -260,14 +270,10 @@ out['no_network'] = (names == ['lo'], 'interfaces: ' + ', '.join(names))
 extra = sorted(set(os.environ) - set(cfg['env']) - {'PWD', 'LC_CTYPE', 'SHLVL', '_'})
 out['clean_environment'] = (not extra and cfg['canary'] not in os.environ,
                             'also: ' + ', '.join(extra) if extra else 'allow-list only')
-outer = os.getuid()
-try:
-    for line in open('/proc/self/uid_map'):
-        inner, up, n = map(int, line.split())
-        if inner <= os.getuid() < inner + n:
-            outer = up + os.getuid() - inner
-except OSError:
-    pass
+# in the initial user namespace uid_map is the identity; in a user namespace bubblewrap made for
+# an unprivileged grader only the grader's own uid (not 0) can be mapped
+identity = open('/proc/self/uid_map').read().split() == ['0', '0', '4294967295']
+outer = os.getuid() if identity else cfg['grader_uid']
 out['non_root'] = (os.getuid() != 0 and outer != 0, f'uid {os.getuid()} (outside: {outer})')
 caps = {k: int(v, 16) for k, v in (l.split(':') for l in open('/proc/self/status')
                                    if l.startswith('Cap'))}
@@ -289,7 +295,7 @@ time.sleep(60)
 def _probe() -> Isolation:
     import tempfile
 
-    version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout
+    version = "bubblewrap " + ".".join(map(str, _bwrap_version()))
     with tempfile.TemporaryDirectory(prefix="ag-probe-") as tmp, \
             tempfile.NamedTemporaryFile(prefix="ag-canary-") as canary:
         run = Path(tmp)
@@ -302,7 +308,7 @@ def _probe() -> Isolation:
                             str(policy.work), str(policy.home)],
                "hidden": [str(secret.resolve())], "tmp_canary": canary.name,
                "env": list(policy.env()), "canary": "AG_PROBE_CANARY", "nproc": MAX_PROCESSES,
-               "fsize": MAX_FILE_BYTES, "as": 1024 * 1024**2}
+               "fsize": MAX_FILE_BYTES, "as": 1024 * 1024**2, "grader_uid": os.geteuid()}
         info_r, info_w = os.pipe()
         argv = policy.argv([sys.executable, "-I", "-S", "-c", _PROBE, json.dumps(cfg)])
         argv[1:1] = ["--info-fd", str(info_w)]
@@ -339,7 +345,7 @@ def _probe() -> Isolation:
     rows = tuple((name, bool(held[name][0]), str(held[name][1])) for name in PROPERTIES)
     missing = [name for name, ok, _ in rows if not ok]
     if missing:
-        return Isolation("partial", f"{version.strip()}: not held: {', '.join(missing)}", rows)
+        return Isolation("partial", f"{version}: not held: {', '.join(missing)}", rows)
     return Isolation("full", "", rows)
 
 
