@@ -154,6 +154,10 @@ class Policy:
     def _mounts(self) -> list[str]:
         needed = _needed()
         args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        private = [Path(d).resolve() for d in TMPFS_BYTES if Path(d).is_dir()]
+        tmp = self.run_dir.parent.resolve()
+        if tmp not in private:
+            private.append(tmp)
         # covered: home folders, and folders on the way to what the kernel needs that others
         # may not enter (a kernel with a uid of its own could not reach the interpreter)
         covers = {Path("/root"), *([Path.home().resolve()] if Path.home().is_dir() else [])}
@@ -171,11 +175,10 @@ class Policy:
                                if p.is_relative_to(c)}):
                 args += ["--ro-bind", str(top), str(top)]
                 shown.append(top)
+            for d in private:  # a temp folder in a home folder: its mount point
+                if d.is_relative_to(c) and not any(d.is_relative_to(t) for t in shown):
+                    args += ["--dir", str(d)]
             args += ["--remount-ro", str(c)]
-        private = [Path(d).resolve() for d in TMPFS_BYTES if Path(d).is_dir()]
-        tmp = self.run_dir.parent.resolve()
-        if tmp not in private:
-            private.append(tmp)
         for d in private:
             args += ["--perms", "1777", "--size", str(TMPFS_BYTES.get(str(d), 64 * 1024**2)),
                      "--tmpfs", str(d)]
@@ -304,7 +307,8 @@ def _probe() -> Isolation:
         secret = PROJECT_ROOT / "autograder"  # stands for the secrets: must look empty inside
         policy = Policy(run, [secret], 1024, kernel_uid())
         policy.prepare()
-        cfg = {"writable": ["/tmp", "/var/tmp", "/dev/shm", str(policy.sockets),
+        cfg = {"writable": ["/tmp", "/var/tmp", "/dev/shm", str(run.parent.resolve()),
+                            str(policy.sockets),
                             str(policy.work), str(policy.home)],
                "hidden": [str(secret.resolve())], "tmp_canary": canary.name,
                "env": list(policy.env()), "canary": "AG_PROBE_CANARY", "nproc": MAX_PROCESSES,
