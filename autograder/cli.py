@@ -106,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             GradeResult(str(args.notebook), getattr(args, "assignment", None) or "?", "error",
                         problem).write_json(args.json)
         return 2
+    if args.command in ("grade", "grade-class"):
+        from autograder import sandbox
+
+        problem = sandbox.platform_problem()
+        if problem:  # no sandbox on this operating system: refuse rather than run student code
+            print(f"python -m autograder {args.command}: {problem}", file=sys.stderr)
+            return 2
+        isolation = sandbox.available()
+        if isolation.level != "full" and not getattr(args, "quiet", False):
+            print(f"warning: the sandbox is incomplete: {isolation.reason}", file=sys.stderr)
     limits = Limits(getattr(args, "cell_timeout", DEFAULT_CELL_TIMEOUT),
                     getattr(args, "timeout", DEFAULT_TIMEOUT),
                     getattr(args, "memory_mb", DEFAULT_MEMORY_MB) or None)
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 counts[r.state] = counts.get(r.state, 0) + 1
             print(f"{len(results)} submissions: " +
                   ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+            print("Sandbox: " + isolation.describe())
             print(f"grades: {args.out / 'grades.csv'}" +
                   ("" if args.no_feedback else f"   feedback: {args.out / 'feedback'}"))
             return 0

@@ -61,12 +61,15 @@ class Execution:
 
 
 class _SandboxedKernelManager(AsyncKernelManager):
-    """Launches the kernel through `sandbox.wrap` at the configured isolation level."""
+    """Launches the kernel through `sandbox.wrap` under the configured policy (None: none)."""
 
-    isolation_level = "none"
+    policy: sandbox.Policy | None = None
 
     def format_kernel_cmd(self, extra_arguments=None):
-        return sandbox.wrap(super().format_kernel_cmd(extra_arguments), self.isolation_level)
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if self.policy is not None:  # the connection file is written by now
+            self.policy.spec_env = dict(self.kernel_spec.env or {}) if self.kernel_spec else {}
+        return sandbox.wrap(cmd, self.policy)
 
 
 TRUNCATED = "\n[output truncated by the grader]\n"
@@ -120,13 +123,14 @@ class Runner:
     # -- kernel lifecycle ------------------------------------------------------------------
     def _start(self, run_dir: Path) -> None:
         km = _SandboxedKernelManager(kernel_name="python3")
-        km.isolation_level = self.isolation.level
-        env = dict(os.environ)
+        env = dict(os.environ)  # bubblewrap's; the kernel gets only the policy's allow-list
         if self.isolation.level != "none":
-            km.transport = "ipc"  # the kernel has no network, not even loopback
-            km.ip = str(run_dir / "k")
+            policy = sandbox.Policy(run_dir, self.hidden_paths, self.memory_mb,
+                                    sandbox.kernel_uid())
+            km.policy = policy
+            km.transport = "ipc"  # the kernel's network namespace is not the grader's
+            km.ip = str(policy.sockets / "k")
             km.connection_file = str(run_dir / "kernel.json")
-            env.update(sandbox.env_for(run_dir, self.hidden_paths, self.memory_mb))
         client = _CappedClient(self.nb, km=km, timeout=int(self.cell_timeout), allow_errors=True,
                                interrupt_on_timeout=False, kernel_name="python3",
                                shutdown_kernel="immediate", iopub_timeout=10,
@@ -342,10 +346,11 @@ class Runner:
 
 
 def make_run_dir() -> Path:
-    """A private run folder in the temp folder; `work/` is the kernel's working directory."""
+    """A private run folder in the temp folder; `work/` is the kernel's working directory (in the
+    sandbox a private tmpfs, like `home/`), `sock/` its Unix sockets."""
     run = Path(tempfile.mkdtemp(prefix="ag-")).resolve()
-    (run / "work").mkdir()
-    (run / "stage").mkdir()  # see sandbox._SCRIPT
+    for part in ("work", "home", "sock"):
+        (run / part).mkdir()
     return run
 
 

@@ -141,7 +141,7 @@ def _execute(nb: NotebookNode, limits: Limits, guard: Guard, isolation: sandbox.
             cell.outputs, cell.execution_count = [], None
     runner = Runner(nb, cell_timeout=limits.cell_timeout, notebook_timeout=limits.timeout,
                     guard=guard, isolation=isolation, hidden_paths=hidden,
-                    memory_mb=limits.memory_mb if isolation.level == "full" else None,
+                    memory_mb=limits.memory_mb if isolation.level != "none" else None,
                     screened=screen(nb, guard.blocked))
     run_dir = make_run_dir()
     try:
