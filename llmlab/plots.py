@@ -31,12 +31,22 @@ def use_chinese_font() -> str:
     `rcParams["font.family"]` keeps its fonts first and gets this font appended, so matplotlib
     (3.6 or newer) draws each character with the first font in the list that has it. Calling it
     again changes nothing. Returns the font's family name.
+
+    The subset has one weight (regular). It is registered for every weight too, so bold text
+    draws its hanzi in the regular weight instead of logging "Failed to find font weight bold".
     """
+    import dataclasses
+
     import matplotlib as mpl
     from matplotlib import font_manager
 
-    if not any(Path(f.fname) == CHINESE_FONT_PATH for f in font_manager.fontManager.ttflist):
-        font_manager.fontManager.addfont(str(CHINESE_FONT_PATH))
+    manager = font_manager.fontManager
+    if not any(Path(f.fname) == CHINESE_FONT_PATH for f in manager.ttflist):
+        manager.addfont(str(CHINESE_FONT_PATH))
+        regular = next(f for f in manager.ttflist if Path(f.fname) == CHINESE_FONT_PATH)
+        manager.ttflist += [dataclasses.replace(regular, weight=weight)
+                            for weight in range(100, 1000, 100) if weight != regular.weight]
+        manager._findfont_cached.cache_clear()
     families = list(mpl.rcParams["font.family"])
     if CHINESE_FONT_FAMILY not in families:
         mpl.rcParams["font.family"] = [*families, CHINESE_FONT_FAMILY]

@@ -25,7 +25,8 @@ use_chinese_font()
 use_chinese_font()  # a second call changes nothing
 fig, ax = plt.subplots()
 ax.set_title({TEXT!r})
-ax.set_xlabel("下一个词 (next word)")
+ax.set_xlabel("下一个词 (next word)", weight="bold")
+ax.set_ylabel("概率 (probability)", style="italic")
 ax.bar(["开心", "累"], [0.6, 0.4])
 fig.savefig(r"OUT", dpi=50)
 chain = font_manager.fontManager._find_fonts_by_props(
