@@ -218,6 +218,7 @@ def attention_figure(labels: Sequence[str], weights: np.ndarray, query: int, tit
     weights = np.asarray(weights, dtype=float)
     T = len(labels)
     fig = _figure(11, 4.2)
+    fig.get_layout_engine().set(wspace=0.12)  # room between the colour bar and the bar chart
     heat, bars = fig.subplots(1, 2, width_ratios=[1, 1.3])
     image = heat.imshow(weights, cmap="viridis", vmin=0, vmax=1)
     heat.add_patch(Rectangle((-0.5, query - 0.5), T, 1, fill=False, edgecolor="red", linewidth=2))
