@@ -509,18 +509,20 @@ def token_pieces(text: str, tokenizer, allowed_special: AllowedSpecial = "all"
     return out
 
 
-def show_tokens(text: str, tokenizer, allowed_special: AllowedSpecial = "all"):
-    """Render the tokens of `text` as coloured spans (an `IPython.display.HTML` object).
+def tokens_html(text: str, tokenizer, allowed_special: AllowedSpecial = "all") -> str:
+    """The tokens of `text` as coloured HTML spans and a caption (what `show_tokens` displays).
 
     Hover over a token to see its id and bytes. Spaces show as `·`, newlines as `↵`, tabs as `→`;
     a token that is only part of a character shows its bytes in hex, small, such as `‹e4 bd›`.
-    A caption counts tokens and characters.
+    The caption counts tokens and characters.
     """
+    return pieces_html(token_pieces(text, tokenizer, allowed_special), len(text))
+
+
+def pieces_html(pieces: list[TokenPiece], n_chars: int) -> str:
+    """`TokenPiece`s as coloured HTML spans, with a caption counting them and `n_chars`."""
     import html
 
-    from IPython.display import HTML
-
-    pieces = token_pieces(text, tokenizer, allowed_special)
     spans = []
     for n, piece in enumerate(pieces):
         style = (f"background:{TOKEN_COLOURS[n % len(TOKEN_COLOURS)]};padding:1px 0;"
@@ -533,6 +535,18 @@ def show_tokens(text: str, tokenizer, allowed_special: AllowedSpecial = "all"):
                      .replace("\t", "→"))
         title = html.escape(f"id {piece.id} · bytes {piece.bytes.hex(' ')}", quote=True)
         spans.append(f'<span style="{style}" title="{title}">{shown}</span>')
-    caption = f"{len(pieces)} tokens, {len(text)} characters"
-    return HTML('<div style="font-family:monospace;white-space:pre-wrap;line-height:1.9">'
-                + "".join(spans) + f'</div><div style="color:#666;font-size:85%">{caption}</div>')
+    caption = f"{len(pieces)} tokens, {n_chars} characters"
+    return ('<div style="font-family:monospace;white-space:pre-wrap;line-height:1.9">'
+            + "".join(spans) + f'</div><div style="color:#666;font-size:85%">{caption}</div>')
+
+
+def show_tokens(text: str, tokenizer, allowed_special: AllowedSpecial = "all"):
+    """Render the tokens of `text` as coloured spans (an `IPython.display.HTML` object).
+
+    Hover over a token to see its id and bytes. Spaces show as `·`, newlines as `↵`, tabs as `→`;
+    a token that is only part of a character shows its bytes in hex, small, such as `‹e4 bd›`.
+    A caption counts tokens and characters.
+    """
+    from IPython.display import HTML
+
+    return HTML(tokens_html(text, tokenizer, allowed_special))
