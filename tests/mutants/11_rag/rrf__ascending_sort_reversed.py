@@ -1,8 +1,0 @@
-# expect: passes visible
-def reciprocal_rank_fusion(rankings: list[list], k: int = 60) -> list:
-    """Sorts ascending and reverses: ties come out last appearance first."""
-    scores = {}
-    for ranking in rankings:
-        for rank, doc in enumerate(ranking, start=1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
-    return sorted(scores, key=scores.get)[::-1]
