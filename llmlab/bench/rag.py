@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 QUICK_QUESTIONS = 4
-QUICK_EXTRA_TOPICS = 6
+QUICK_EXTRA_TOPICS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
