@@ -641,9 +641,9 @@ def evaluate(retriever: Retriever, items: Sequence[dict], chunks: Sequence[Chunk
 # Generation with citations
 # ---------------------------------------------------------------------------------------------
 #: The system message of `build_messages`.
-SYSTEM_PROMPT = ("Answer the question using only the numbered sources below. Cite the sources "
-                 "you use by their numbers in square brackets, like [1] or [2]. If the sources "
-                 "do not contain the answer, say that you do not know.")
+SYSTEM_PROMPT = ("Answer the question using only the numbered sources in the user's message. "
+                 "Cite the sources you use by their numbers in square brackets, like [1] or "
+                 "[2]. If the sources do not contain the answer, say that you do not know.")
 
 
 def build_messages(question: str, sources: Sequence[tuple[str, str]]) -> list[dict]:
@@ -651,21 +651,24 @@ def build_messages(question: str, sources: Sequence[tuple[str, str]]) -> list[di
 
     `sources` is a list of (topic, text). The system message is `SYSTEM_PROMPT` (answer only
     from the sources, cite them as [1], [2]); the user message lists the sources as
-    `[1] (topic) text` blocks, one blank line apart, then a blank line and
-    `Question: <question>`.
+    `[1] (topic) text` blocks (the text stripped of surrounding whitespace), one blank line
+    apart, then a blank line and `Question: <question>`.
     """
-    blocks = [f"[{n}] ({topic}) {text}" for n, (topic, text) in enumerate(sources, start=1)]
+    blocks = [f"[{n}] ({topic}) {text.strip()}" for n, (topic, text) in enumerate(sources, start=1)]
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": "\n\n".join([*blocks, f"Question: {question}"])}]
 
 
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_CITATION = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 
 
-def cited_numbers(answer: str) -> list[int]:
+def cited_numbers(answer: str, n_sources: int | None = None) -> list[int]:
     """The source numbers an answer cites, in order of first citation, each once: `[2]`, and
-    also `[1, 3]`, count; anything else in brackets does not."""
+    also `[1, 3]`, count; anything else in brackets does not. With `n_sources`, numbers outside
+    1..n_sources (no such source) are skipped."""
     found = [int(n) for match in _CITATION.finditer(answer) for n in match.group(1).split(",")]
+    if n_sources is not None:
+        found = [n for n in found if 1 <= n <= n_sources]
     return list(dict.fromkeys(found))
 
 
@@ -691,7 +694,7 @@ def answer(llm, question: str, retriever: Retriever, chunks: Sequence[Chunk], k:
     ids = [i for i, _ in retriever.search(question, k)]
     sources = [(chunks[i].topic, chunks[i].text) for i in ids]
     text = llm.chat(build_messages(question, sources), max_tokens=max_tokens, **sampling)
-    cited = [n for n in cited_numbers(text) if 1 <= n <= len(sources)]
+    cited = cited_numbers(text, len(sources))
     return Answer(text, sources, ids, cited)
 
 
@@ -728,7 +731,7 @@ def faithfulness(answer_text: str, sources: Sequence[tuple[str, str]],
     words = content_words(answer_text)
     if not words:
         return 1.0
-    numbers = [n for n in cited_numbers(answer_text) if 1 <= n <= len(sources)]
+    numbers = cited_numbers(answer_text, len(sources))
     chosen = [sources[n - 1] for n in numbers] if cited_only and numbers else list(sources)
     vocabulary = {t for _, text in chosen for t in tokenize(text)}
     return sum(w in vocabulary for w in words) / len(words)

@@ -347,6 +347,9 @@ def test_cited_numbers_reads_bracketed_numbers_once_in_order():
     assert cited_numbers("Yes [2]. Also [1, 3] and again [2].") == [2, 1, 3]
     assert cited_numbers("x[10] [a] [1.5] (1) none") == [10]
     assert cited_numbers("") == []
+    assert cited_numbers("[ 3 ] [1,2] [7]", n_sources=2) == [1, 2], "no source 3 or 7"
+    stripped = build_messages("Q?", [("t", "  text \n")])[1]["content"]
+    assert stripped == "[1] (t) text\n\nQuestion: Q?", "source text stripped"
 
 
 class ScriptedLLM:

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     import faiss
+    import sklearn.feature_extraction.text  # noqa: F401  (imported here: not part of a build time)
 
     from llmlab import rag
     from llmlab.bert import SentenceEncoder
