@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,15 @@ def _key(sub: Submission, course: CourseDir, limits: Limits) -> str:
 
 def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 2,
                 limits: Limits | None = None, force: bool = False, progress: bool = True,
-                solutions_dir: Path = SOLUTIONS_DIR, feedback: bool = True) -> list[GradeResult]:
+                solutions_dir: Path = SOLUTIONS_DIR, feedback: bool = True,
+                stats: dict | None = None) -> list[GradeResult]:
+    """Grade every submission in `submissions`; one result per submission, in name order.
+
+    `stats`, if given, receives `graded` (submissions graded in this run, not resumed),
+    `seconds` (this call's wall time), `cell_seconds` (the time their own cells took, summed)
+    and `jobs`: the grader's overhead is `seconds - cell_seconds / jobs`.
+    """
+    started = time.monotonic()
     limits = limits or Limits()
     # nbgrader runs inside `out` and would resolve relative paths a second time from there
     submissions, out, solutions_dir = submissions.resolve(), out.resolve(), solutions_dir.resolve()
@@ -170,7 +179,18 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     write_csv(out / "grades.csv", students, ordered, course)
     if feedback and any((out / "autograded").glob(f"*/{assignment.name}/*.ipynb")):
         run_nbgrader(out, "generate_feedback", assignment.name, "--force")
+    if stats is not None:
+        stats.update(graded=len(todo), jobs=max(1, jobs), seconds=time.monotonic() - started,
+                     cell_seconds=sum(records[sub.student].cell_seconds for sub, _ in todo))
     return ordered
+
+
+def overhead_line(stats: dict) -> str:
+    """The class summary's line on where the time went (see `grade_class`'s `stats`)."""
+    lanes = stats["cell_seconds"] / stats["jobs"]
+    return (f"Time: {stats['seconds']:.1f} s for {stats['graded']} submissions on "
+            f"{stats['jobs']} workers; their own cells ran {stats['cell_seconds']:.1f} s "
+            f"({lanes:.1f} s per worker): grader overhead {stats['seconds'] - lanes:.1f} s")
 
 
 def _flag_infrastructure(result: GradeResult, repo: Path, assignment: str,

@@ -1,5 +1,5 @@
-"""Command line: python -m autograder {check,grade,grade-class,formgrader,student-repo,release,
-run-lectures}.
+"""Command line: python -m autograder {check,grade,grade-class,bench,formgrader,student-repo,
+release,run-lectures}.
 
 Exit status: 0 whenever a result was produced, including for a notebook that could not be graded
 (its status says why); non-zero only when the grader itself failed.
@@ -72,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     _limits(p)
 
+    p = sub.add_parser("bench", help="time plain nbgrader and grade-class on one batch built "
+                                     "from an assignment (maintainers)")
+    p.add_argument("--assignment", required=True)
+    p.add_argument("-n", type=int, default=12, help="submissions (default 12: a third correct, "
+                                                    "a third unanswered, a third wrong)")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="grade-class workers (default 2)")
+    p.add_argument("--feedback", action="store_true",
+                   help="time grade-class with its feedback pages too (nbgrader makes none)")
+    p.add_argument("--keep", type=Path, help="build and keep the batch and outputs here")
+    p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
+
     p = sub.add_parser("formgrader", help="open nbgrader's formgrader on a grade-class output "
                                           "folder (instructors)")
     p.add_argument("out", type=Path, help="the --out folder of grade-class")
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             GradeResult(str(args.notebook), getattr(args, "assignment", None) or "?", "error",
                         problem).write_json(args.json)
         return 2
-    if args.command in ("grade", "grade-class"):
+    if args.command in ("grade", "grade-class", "bench"):
         from autograder import sandbox
 
         problem = sandbox.platform_problem()
@@ -137,19 +148,27 @@ def main(argv: list[str] | None = None) -> int:
                 nbformat.write(graded.notebook, args.autograded_out)
             return _report(graded.result, args.json, args.record, args.quiet)
         if args.command == "grade-class":
-            from autograder.classroom import grade_class
+            from autograder.classroom import grade_class, overhead_line
 
+            stats: dict = {}
             results = grade_class(args.submissions, args.assignment, args.out, args.jobs, limits,
                                   args.force, solutions_dir=args.solutions,
-                                  feedback=not args.no_feedback)
+                                  feedback=not args.no_feedback, stats=stats)
             counts: dict[str, int] = {}
             for r in results:
                 counts[r.state] = counts.get(r.state, 0) + 1
             print(f"{len(results)} submissions: " +
                   ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
             print("Sandbox: " + isolation.describe())
+            print(overhead_line(stats))
             print(f"grades: {args.out / 'grades.csv'}" +
                   ("" if args.no_feedback else f"   feedback: {args.out / 'feedback'}"))
+            return 0
+        if args.command == "bench":
+            from autograder.bench import bench
+
+            print(json.dumps(bench(args.assignment, args.n, args.jobs, args.feedback,
+                                   args.solutions, args.keep)))
             return 0
         if args.command == "formgrader":
             from llmlab.setup import lab

@@ -58,6 +58,9 @@ class Execution:
     tampering: list[str] = field(default_factory=list)
     unverified: str = ""  # why the integrity check could not vouch for the tests from here on
     seconds: float = 0.0
+    #: seconds the notebook's own cells took (replays too): the lower bound of grading it;
+    #: `seconds` minus this is the grader's part (kernel start, integrity checks)
+    cell_seconds: float = 0.0
 
 
 class _SandboxedKernelManager(AsyncKernelManager):
@@ -119,6 +122,7 @@ class Runner:
         self.memory_mb = memory_mb
         self.client: _CappedClient | None = None
         self._replies: dict[int, dict] = {}
+        self.cell_seconds = 0.0  # time spent in the notebook's own cells (see Execution)
 
     # -- kernel lifecycle ------------------------------------------------------------------
     def _start(self, run_dir: Path) -> None:
@@ -231,6 +235,7 @@ class Runner:
         finally:
             self._stop()
             result.seconds = time.monotonic() - started
+            result.cell_seconds = self.cell_seconds
         return result
 
     def _execute(self, cell: NotebookNode, index: int, timeout: float) -> CellOutcome:
@@ -238,6 +243,7 @@ class Runner:
         self._replies.pop(index, None)
         self.client.timeout = max(1, math.ceil(timeout))
         hidden = cell.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_hidden")
+        started = time.monotonic()
         try:
             self.client.execute_cell(cell, index, store_history=not hidden)
         except CellTimeoutError:
@@ -246,6 +252,8 @@ class Runner:
         except DeadKernelError:
             return CellOutcome("died", "KernelDied", "the kernel died while running this cell "
                                "(a crash, os._exit, or the memory limit)")
+        finally:
+            self.cell_seconds += time.monotonic() - started
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         reply = self._replies.get(index, {})
         if errors:

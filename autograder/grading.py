@@ -182,7 +182,7 @@ def _result(filename: str, assignment: str, merged: Merged, execution: Execution
     else:
         state, reason = "graded", ""
     return GradeResult(filename, assignment, state, _one_line(reason, 500), flags, results,
-                       round(execution.seconds, 2))
+                       round(execution.seconds, 2), round(execution.cell_seconds, 2))
 
 
 def _message(outcome: CellOutcome, execution: Execution) -> str:

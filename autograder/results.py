@@ -31,6 +31,7 @@ class GradeResult:
     flags: list[str] = field(default_factory=list)
     tests: list[TestResult] = field(default_factory=list)
     seconds: float = 0.0
+    cell_seconds: float = 0.0  # of `seconds`, the time the notebook's own cells took
     isolation: str = ""
     hidden_points: float = 0.0  # points of hidden tests not run here (`check`)
 
