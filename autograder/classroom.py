@@ -2,8 +2,10 @@
 
 SUBMISSIONS holds one entry per student: a notebook file (the student is its name without the
 extension) or a folder (a cloned student repository; the student is the folder's name). Each
-submission is graded in its own process (`python -m autograder grade`), so nothing a submission
-does can stop the batch; the gradebook is written by this process alone, one submission at a time.
+submission is graded by a worker process (`python -m autograder worker`, one per job, each
+grading one submission at a time in a fresh sandboxed kernel of its own), so nothing a submission
+does can stop the batch: a worker that dies or runs out of time is replaced. The gradebook is
+written by this process alone, one submission at a time.
 
 DIR becomes an nbgrader course folder:
     grades.csv                                  one row per student, one column per test
@@ -22,10 +24,13 @@ import hashlib
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -157,22 +162,26 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     expected: dict[str, bytes] = {}  # the template's files, read once if a repository needs them
     bar = tqdm(total=len(subs), initial=len(subs) - len(todo), desc=f"grading {assignment.name}",
                unit="nb", disable=not progress)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_grade_one, sub, assignment, course, out, submissions, limits,
-                               solutions_dir):
-                   (sub, key) for sub, key in todo}
-        for future in as_completed(futures):
-            sub, key = futures[future]
-            try:
-                result = future.result()
-            except Exception as err:  # a failure of the grader for one student: still a row
-                result = zero_result(sub.student, course, "error",
-                                     f"the grader failed: {type(err).__name__}: {err}")
-            if sub.repo is not None:
-                _flag_infrastructure(result, sub.repo, assignment.name, expected)
-            records[sub.student] = result
-            _save(out, course, sub.student, result, key)  # one writer: this thread
-            bar.update(1)
+    workers = _Workers()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(_grade_one, sub, assignment, course, out, submissions, limits,
+                                   solutions_dir, workers):
+                       (sub, key) for sub, key in todo}
+            for future in as_completed(futures):
+                sub, key = futures[future]
+                try:
+                    result = future.result()
+                except Exception as err:  # a failure of the grader for one student: still a row
+                    result = zero_result(sub.student, course, "error",
+                                         f"the grader failed: {type(err).__name__}: {err}")
+                if sub.repo is not None:
+                    _flag_infrastructure(result, sub.repo, assignment.name, expected)
+                records[sub.student] = result
+                _save(out, course, sub.student, result, key)  # one writer: this thread
+                bar.update(1)
+    finally:
+        workers.close_all()
     bar.close()
     ordered = [records[s.student] for s in subs]
     students = [s.student for s in subs]
@@ -250,37 +259,127 @@ def _init_out(out: Path, course: CourseDir) -> None:
     marker.write_text(json.dumps(built, indent=1) + "\n", encoding="utf-8")
 
 
+class Worker:
+    """A long-lived `python -m autograder worker` process (see `cli.serve_worker`): it grades
+    one submission at a time, each in a fresh sandboxed kernel, and is replaced after a failure
+    or a timeout. Its own process group, so that a stop reaches whatever it started."""
+
+    def __init__(self) -> None:
+        self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # its stderr
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder", "worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, start_new_session=True)
+
+    def grade(self, argv: list[str], timeout: float) -> int | None:
+        """Run one `grade` request; its exit status, or None if no answer came in `timeout` s
+        (the worker is then stopped) or the worker died."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(argv) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            return None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                return None
+        line = self.proc.stdout.readline()
+        try:
+            return int(json.loads(line)["rc"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def last_error(self) -> str:
+        self.log.seek(0)
+        lines = self.log.read().strip().splitlines()
+        return lines[-1] if lines else "no output"
+
+    def close(self, stop: bool = False) -> None:
+        """End the worker: at once (`stop`: SIGTERM, then SIGKILL for its group) or by closing
+        its input, which it reads as the end of the batch."""
+        if stop or self.proc.poll() is not None:
+            stop_worker(self.proc)
+        else:
+            try:
+                self.proc.communicate(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                stop_worker(self.proc)
+        self.log.close()
+
+
+class _Workers:
+    """One Worker per grading thread, started on first use; `close_all` ends them all."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.all: list[Worker] = []
+
+    def get(self) -> Worker:
+        worker = getattr(self.local, "worker", None)
+        if worker is None or worker.proc.poll() is not None:
+            if worker is not None:
+                self.drop(worker)
+            worker = self.local.worker = Worker()
+            with self.lock:
+                self.all.append(worker)
+        return worker
+
+    def drop(self, worker: Worker, stop: bool = False) -> None:
+        with self.lock:
+            if worker in self.all:
+                self.all.remove(worker)
+        if getattr(self.local, "worker", None) is worker:
+            self.local.worker = None
+        worker.close(stop)
+
+    def close_all(self) -> None:
+        with self.lock:
+            workers, self.all = self.all, []
+        for worker in workers:
+            worker.close()
+
+
 def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: Path,
-               submissions: Path, limits: Limits, solutions_dir: Path) -> GradeResult:
+               submissions: Path, limits: Limits, solutions_dir: Path,
+               workers: _Workers | None = None) -> GradeResult:
     if sub.path is None:
         return zero_result(sub.student, course, "invalid", sub.problem)
     results = out / "results"
     record = results / f"{sub.student}.tmp.json"
+    record.unlink(missing_ok=True)
     autograded = out / "autograded" / sub.student / assignment.name / f"{assignment.notebook}.ipynb"
-    cmd = [sys.executable, "-m", "autograder", "grade", str(sub.path), "--assignment",
-           assignment.name, "--json", str(results / f"{sub.student}.json"),
-           "--record", str(record), "--autograded-out", str(autograded),
-           "--cell-timeout", str(limits.cell_timeout), "--timeout", str(limits.timeout),
-           "--memory-mb", str(limits.memory_mb or 0), "--hide", str(out.resolve()),
-           "--hide", str(submissions.resolve()), "--solutions", str(solutions_dir), "--quiet"]
-    # its own process group, so that a stop reaches whatever the worker started
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    argv = ["grade", str(sub.path), "--assignment",
+            assignment.name, "--json", str(results / f"{sub.student}.json"),
+            "--record", str(record), "--autograded-out", str(autograded),
+            "--cell-timeout", str(limits.cell_timeout), "--timeout", str(limits.timeout),
+            "--memory-mb", str(limits.memory_mb or 0), "--hide", str(out.resolve()),
+            "--hide", str(submissions.resolve()), "--solutions", str(solutions_dir), "--quiet"]
+    own = workers is None  # called alone: a worker for this submission only
+    workers = workers or _Workers()
+    worker = workers.get()
     try:
-        _, stderr = proc.communicate(timeout=limits.timeout + WORKER_MARGIN)
-    except subprocess.TimeoutExpired:
-        stop_worker(proc)
-        return zero_result(sub.student, course, "timeout",
-                           "the grader did not finish within the notebook time limit")
-    try:
-        result = GradeResult.from_record(json.loads(record.read_text(encoding="utf-8")))
-        record.unlink()
-    except (OSError, json.JSONDecodeError, TypeError):
-        last = (stderr.strip().splitlines() or ["no output"])[-1]
-        return zero_result(sub.student, course, "error", f"the grader failed: {last}")
-    if proc.returncode != 0:
-        result.state = "error"
-    return result
+        rc = worker.grade(argv, limits.timeout + WORKER_MARGIN)
+        if rc is None:
+            alive = worker.proc.poll() is None
+            workers.drop(worker, stop=True)
+            if alive:
+                return zero_result(sub.student, course, "timeout",
+                                   "the grader did not finish within the notebook time limit")
+            return zero_result(sub.student, course, "error",
+                               f"the grader failed: {worker.last_error()}")
+        try:
+            result = GradeResult.from_record(json.loads(record.read_text(encoding="utf-8")))
+            record.unlink()
+        except (OSError, json.JSONDecodeError, TypeError):
+            return zero_result(sub.student, course, "error",
+                               f"the grader failed: {worker.last_error()}")
+        if rc != 0:
+            result.state = "error"
+        return result
+    finally:
+        if own:
+            workers.close_all()
 
 
 def stop_worker(proc: subprocess.Popen) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import traceback
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     _limits(p)
 
+    # grade-class's long-lived worker: runs `grade` argument lists read from stdin, one JSON
+    # list a line, answering each with its exit status on stdout (see classroom.Worker)
+    sub.add_parser("worker")
+
     p = sub.add_parser("grade-class", help="grade a folder of submissions (instructors)")
     p.add_argument("submissions", type=Path, help="folder: one notebook or repository per student")
     p.add_argument("--assignment", required=True)
@@ -107,8 +112,33 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def serve_worker() -> int:
+    """grade-class's worker: one `grade` per request line, in this one process, so that the
+    interpreter, nbformat, nbclient and the sandbox probe start once per worker rather than once
+    per submission. Every submission still gets a fresh kernel of its own: the worker runs no
+    student code. Requests are JSON lists of `grade` arguments; each answer is one line
+    `{"rc": N}` on the original stdout (anything printed meanwhile goes to stderr)."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        argv = json.loads(line)
+        if not (isinstance(argv, list) and argv and argv[0] == "grade"):
+            answers.write(json.dumps({"rc": 2, "error": "not a grade request"}) + "\n")
+            continue
+        rc = main([str(a) for a in argv])  # SystemExit (a SIGTERM from grade-class) ends it
+        sys.stdout.flush()
+        answers.write(json.dumps({"rc": rc}) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        signal.signal(signal.SIGTERM, _terminated)
+        return serve_worker()
     signal.signal(signal.SIGTERM, _terminated)
     problem = _missing_input(args)
     if problem:  # the learner's or instructor's mistake, not the submission's: non-zero exit
