@@ -162,7 +162,7 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     expected: dict[str, bytes] = {}  # the template's files, read once if a repository needs them
     bar = tqdm(total=len(subs), initial=len(subs) - len(todo), desc=f"grading {assignment.name}",
                unit="nb", disable=not progress)
-    workers = _Workers()
+    workers = _Workers(queued=sum(sub.path is not None for sub, _ in todo))
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(_grade_one, sub, assignment, course, out, submissions, limits,
@@ -270,12 +270,13 @@ class Worker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, start_new_session=True)
 
-    def grade(self, argv: list[str], timeout: float) -> int | None:
-        """Run one `grade` request; its exit status, or None if no answer came in `timeout` s
-        (the worker is then stopped) or the worker died."""
+    def grade(self, argv: list[str], timeout: float, more: bool = False) -> int | None:
+        """Run one `grade` request (`more`: another submission will follow, so the worker may
+        start its kernel ahead); its exit status, or None if no answer came in `timeout` s or
+        the worker died."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(json.dumps(argv) + "\n")
+            self.proc.stdin.write(json.dumps({"argv": argv, "more": more}) + "\n")
             self.proc.stdin.flush()
         except OSError:
             return None
@@ -310,10 +311,17 @@ class Worker:
 class _Workers:
     """One Worker per grading thread, started on first use; `close_all` ends them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, queued: int = 0) -> None:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.all: list[Worker] = []
+        self.queued = queued  # submissions not yet handed to a worker
+
+    def next_one(self) -> bool:
+        """Count a submission as handed out; True if more are queued behind it."""
+        with self.lock:
+            self.queued = max(0, self.queued - 1)
+            return self.queued > 0
 
     def get(self) -> Worker:
         worker = getattr(self.local, "worker", None)
@@ -359,7 +367,7 @@ def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: 
     workers = workers or _Workers()
     worker = workers.get()
     try:
-        rc = worker.grade(argv, limits.timeout + WORKER_MARGIN)
+        rc = worker.grade(argv, limits.timeout + WORKER_MARGIN, more=workers.next_one())
         if rc is None:
             alive = worker.proc.poll() is None
             workers.drop(worker, stop=True)

@@ -116,21 +116,30 @@ def serve_worker() -> int:
     """grade-class's worker: one `grade` per request line, in this one process, so that the
     interpreter, nbformat, nbclient and the sandbox probe start once per worker rather than once
     per submission. Every submission still gets a fresh kernel of its own: the worker runs no
-    student code. Requests are JSON lists of `grade` arguments; each answer is one line
+    student code; it keeps one warm kernel ahead (execute.KernelPool) while `more` submissions
+    are expected. Requests are `{"argv": [grade arguments], "more": bool}`; each answer is one line
     `{"rc": N}` on the original stdout (anything printed meanwhile goes to stderr)."""
+    from autograder import execute
+
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        argv = json.loads(line)
-        if not (isinstance(argv, list) and argv and argv[0] == "grade"):
-            answers.write(json.dumps({"rc": 2, "error": "not a grade request"}) + "\n")
-            continue
-        rc = main([str(a) for a in argv])  # SystemExit (a SIGTERM from grade-class) ends it
-        sys.stdout.flush()
-        answers.write(json.dumps({"rc": rc}) + "\n")
+    execute.POOL = execute.KernelPool()
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            argv = request.get("argv") if isinstance(request, dict) else None
+            if not (isinstance(argv, list) and argv and argv[0] == "grade"):
+                answers.write(json.dumps({"rc": 2, "error": "not a grade request"}) + "\n")
+                continue
+            execute.POOL.ahead = bool(request.get("more", True))
+            rc = main([str(a) for a in argv])  # SystemExit (grade-class's SIGTERM) ends it
+            sys.stdout.flush()
+            answers.write(json.dumps({"rc": rc}) + "\n")
+    finally:  # the warm kernel for a submission that never came
+        execute.POOL.close()
     return 0
 
 

@@ -123,9 +123,11 @@ class Runner:
         self.client: _CappedClient | None = None
         self._replies: dict[int, dict] = {}
         self.cell_seconds = 0.0  # time spent in the notebook's own cells (see Execution)
+        self._warm_dir: Path | None = None  # the run folder of an adopted warm kernel
 
     # -- kernel lifecycle ------------------------------------------------------------------
-    def _start(self, run_dir: Path) -> None:
+    def _launch(self, run_dir: Path) -> _CappedClient:
+        """Start a kernel process under the policy (not yet waited for)."""
         km = _SandboxedKernelManager(kernel_name="python3")
         env = dict(os.environ)  # bubblewrap's; the kernel gets only the policy's allow-list
         if self.isolation.level != "none":
@@ -139,15 +141,41 @@ class Runner:
                                interrupt_on_timeout=False, kernel_name="python3",
                                shutdown_kernel="immediate", iopub_timeout=10,
                                resources={"metadata": {"path": str(run_dir / "work")}})
-        client.on_cell_executed = self._record_reply
         # the kernel process's own log lines (not cell output) would only clutter the report
         client.start_new_kernel(cwd=str(run_dir / "work"), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+        return client
+
+    def _start(self, run_dir: Path) -> None:
+        client = self._launch(run_dir)
+        client.on_cell_executed = self._record_reply
         client.start_new_kernel_client()
         self.client = client
         if self.guard is not None:
             self._run_code(self.guard.startup_code(), self.cell_timeout)
 
+    def pool_key(self) -> tuple:
+        """What a kernel started ahead must share with this run's to stand in for it."""
+        guard = (tuple(self.guard.watched), tuple(self.guard.blocked)) if self.guard else None
+        return (self.isolation.level, tuple(str(p) for p in self.hidden_paths), self.memory_mb,
+                guard)
+
+    def _adopt(self, warm: WarmKernel) -> bool:
+        """Take over a kernel started ahead (its guard installed before any student code ran);
+        False if it is not ready, and then it is shut down."""
+        try:
+            assert warm.client.kc is not None
+            # answered after the guard's startup code: shell requests are handled in order
+            run_sync(warm.client.kc.wait_for_ready)(timeout=warm.client.startup_timeout)
+        except Exception:  # a kernel that died or never came up: start one the usual way
+            warm.close()
+            return False
+        warm.client.kc.allow_stdin = False
+        warm.client.nb = self.nb
+        warm.client.on_cell_executed = self._record_reply
+        self.client, self.guard = warm.client, warm.guard
+        self._warm_dir = warm.run_dir
+        return True
     def _stop(self) -> None:
         if self.client is not None and self.client.km is not None:
             try:
@@ -185,7 +213,11 @@ class Runner:
         deadline = started + self.notebook_timeout
         succeeded: list[int] = []
         try:
-            self._start(run_dir)
+            warm = POOL.take(self.pool_key()) if POOL is not None else None
+            if warm is None or not self._adopt(warm):
+                self._start(run_dir)
+            if POOL is not None:  # the next submission's kernel starts while this one runs
+                POOL.prepare(self)
             for index in order:
                 cell = self.nb.cells[index]
                 if cell.cell_type != "code" or not cell.source.strip():
@@ -234,6 +266,8 @@ class Runner:
                         self._restart(result, succeeded, deadline, run_dir)
         finally:
             self._stop()
+            if self._warm_dir is not None:
+                remove_run_dir(self._warm_dir)
             result.seconds = time.monotonic() - started
             result.cell_seconds = self.cell_seconds
         return result
@@ -351,6 +385,69 @@ class Runner:
                     return
         except Exception:  # a kernel that will not start again: the remaining cells are skipped
             self._stop()
+
+
+@dataclass
+class WarmKernel:
+    """A sandboxed kernel started ahead of the submission it will serve, with the guard's
+    startup code (which imports the modules the tests use: numpy, torch…) sent to it before any
+    student code. It serves one submission only and is then shut down."""
+
+    client: _CappedClient
+    guard: Guard
+    run_dir: Path
+    key: tuple
+
+    def close(self) -> None:
+        try:
+            self.client._cleanup_kernel()
+        except Exception:  # already gone
+            pass
+        remove_run_dir(self.run_dir)
+
+
+class KernelPool:
+    """At most one warm kernel, for the next submission of a grade-class worker (see
+    `cli.serve_worker`). `ahead` is whether another submission is expected; `take` hands a
+    kernel out once and forgets it, so no kernel ever runs a second student's code."""
+
+    def __init__(self) -> None:
+        self.spare: WarmKernel | None = None
+        self.ahead = True
+
+    def take(self, key: tuple) -> WarmKernel | None:
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.key != key:  # another assignment or policy
+            spare.close()
+            return None
+        return spare
+
+    def prepare(self, runner: Runner) -> None:
+        """Start the next kernel under `runner`'s policy and send it the guard's startup code
+        (a Guard of its own, with a fresh random name); nothing waits for it here."""
+        if not self.ahead or self.spare is not None or runner.guard is None:
+            return
+        run_dir = make_run_dir()
+        guard = Guard(watched=runner.guard.watched, blocked=runner.guard.blocked)
+        try:
+            client = runner._launch(run_dir)
+            kc = client.kc = client.km.client()
+            kc.start_channels()
+            kc.execute(guard.startup_code(), store_history=False, stop_on_error=False)
+        except Exception:  # grading goes on with kernels started the usual way
+            remove_run_dir(run_dir)
+            return
+        self.spare = WarmKernel(client, guard, run_dir, runner.pool_key())
+
+    def close(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.close()
+
+
+#: The warm-kernel pool of this process: set by grade-class's workers only (None: every kernel
+#: is started when its submission's run begins).
+POOL: KernelPool | None = None
 
 
 def make_run_dir() -> Path:
