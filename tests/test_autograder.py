@@ -575,3 +575,72 @@ def test_guard_tells_torch_internals_from_patching(tmp_path, torch_toy, code, st
     result = grade(path, Limits(cell_timeout=30, timeout=120), "toy", folder).result
     assert result.state == state, result.summary()
     assert result.score == (6 if state == "graded" else 0)
+
+
+# -- warm kernels (grade-class's workers start the next submission's kernel ahead) ------------
+LEAKER = ("import os\nLEAKED = 'a secret of the first student'\n"
+          "for _p in ('leak.txt', '/tmp/leak.txt', os.path.expanduser('~/leak.txt')):\n"
+          "    open(_p, 'w').write('leak')\n"
+          "os.environ['AG_LEAK'] = '1'\n")
+# full marks only in a kernel that shows nothing of the leaker's: no global, file or variable
+READER = ("import os\n_seen = 'LEAKED' in globals() or 'AG_LEAK' in os.environ or any(\n"
+          "    os.path.exists(p) for p in ('leak.txt', '/tmp/leak.txt',\n"
+          "                                os.path.expanduser('~/leak.txt')))\n"
+          "def add(a, b):\n    return a - b if _seen else a + b\n")
+
+
+def test_a_warm_kernel_serves_one_student_only(tmp_path, toy_solutions, toy_release,
+                                              monkeypatch):
+    from autograder import execute
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(execute.tempfile, "tempdir", None)  # re-read TMPDIR
+    pool = execute.KernelPool()
+    monkeypatch.setattr(execute, "POOL", pool)
+    taken, take = [], pool.take
+    monkeypatch.setattr(pool, "take", lambda key: taken.append(take(key)) or taken[-1])
+    graded = {}
+    for i, (name, answer) in enumerate([("leaker", LEAKER + toy_add()), ("reader", READER),
+                                        ("again", READER)]):
+        pool.ahead = i < 2  # no kernel is started ahead for the last one
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(submission(toy_release, {"add_answer": answer}), path)
+        graded[name] = grade(path, Limits(cell_timeout=30, timeout=120), "toy",
+                             toy_solutions).result
+    assert taken[0] is None and taken[1] is not None and taken[2] is not None, \
+        "the second and third submissions ran in kernels started ahead"
+    assert taken[1] is not taken[2] and taken[1].run_dir != taken[2].run_dir
+    assert taken[1].guard.name != taken[2].guard.name, "each warm kernel has a guard of its own"
+    for name in ("leaker", "reader", "again"):
+        result = graded[name]
+        assert (result.state, result.score) == ("graded", 6), result.summary()
+    assert pool.spare is None
+    assert not list(tmp.glob("ag-*")), "a run folder was left behind"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
+def test_a_stopped_worker_takes_its_warm_kernel_along(tmp_path, toy_solutions, toy_release,
+                                                     monkeypatch):
+    from autograder import classroom
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    # stopped after 40 s, in the hang (a fresh worker's start counts too: it may be slow)
+    monkeypatch.setattr(classroom, "WORKER_MARGIN", -60.0)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    # one worker: while `a_hang` hangs, the kernel for `b_leak` is ready; then a new worker
+    nbformat.write(submission(toy_release, {"add_answer": HANG}), subs / "a_hang.ipynb")
+    nbformat.write(submission(toy_release, {"add_answer": LEAKER + toy_add()}),
+                   subs / "b_leak.ipynb")
+    nbformat.write(submission(toy_release, {"add_answer": READER}), subs / "c_read.ipynb")
+    results = classroom.grade_class(subs, "toy", tmp_path / "out", 1,
+                                    Limits(cell_timeout=100, timeout=100), progress=False,
+                                    solutions_dir=toy_solutions, feedback=False)
+    assert [(r.state, r.score) for r in results] == [("timeout", 0), ("graded", 6),
+                                                      ("graded", 6)], results
+    assert not list(tmp.glob("ag-*")), "a run folder was left behind"
+    assert not _processes_mentioning(tmp), "a kernel was left running"
