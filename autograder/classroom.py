@@ -162,8 +162,10 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     expected: dict[str, bytes] = {}  # the template's files, read once if a repository needs them
     bar = tqdm(total=len(subs), initial=len(subs) - len(todo), desc=f"grading {assignment.name}",
                unit="nb", disable=not progress)
-    workers = _Workers(queued=sum(sub.path is not None for sub, _ in todo))
+    gradable = sum(sub.path is not None for sub, _ in todo)
+    workers = _Workers(queued=gradable)
     try:
+        workers.start(min(max(1, jobs), gradable))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(_grade_one, sub, assignment, course, out, submissions, limits,
                                    solutions_dir, workers):
@@ -316,6 +318,15 @@ class _Workers:
         self.lock = threading.Lock()
         self.all: list[Worker] = []
         self.queued = queued  # submissions not yet handed to a worker
+        self.idle: list[Worker] = []  # started ahead, not yet owned by a thread
+
+    def start(self, n: int) -> None:
+        """Start `n` workers now, so that their start overlaps the batch's own setup."""
+        for _ in range(n):
+            worker = Worker()
+            with self.lock:
+                self.idle.append(worker)
+                self.all.append(worker)
 
     def next_one(self) -> bool:
         """Count a submission as handed out; True if more are queued behind it."""
@@ -328,9 +339,13 @@ class _Workers:
         if worker is None or worker.proc.poll() is not None:
             if worker is not None:
                 self.drop(worker)
-            worker = self.local.worker = Worker()
             with self.lock:
-                self.all.append(worker)
+                worker = self.idle.pop() if self.idle else None
+            if worker is None:
+                worker = Worker()
+                with self.lock:
+                    self.all.append(worker)
+            self.local.worker = worker
         return worker
 
     def drop(self, worker: Worker, stop: bool = False) -> None:
@@ -343,7 +358,7 @@ class _Workers:
 
     def close_all(self) -> None:
         with self.lock:
-            workers, self.all = self.all, []
+            workers, self.all, self.idle = self.all, [], []
         for worker in workers:
             worker.close()
 
