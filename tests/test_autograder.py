@@ -644,3 +644,19 @@ def test_a_stopped_worker_takes_its_warm_kernel_along(tmp_path, toy_solutions, t
                                                       ("graded", 6)], results
     assert not list(tmp.glob("ag-*")), "a run folder was left behind"
     assert not _processes_mentioning(tmp), "a kernel was left running"
+
+
+def test_bench_builds_correct_unanswered_and_wrong_submissions(tmp_path, toy_solutions):
+    from autograder.bench import WRONG_ANSWER, build_batch
+    from autograder.course import find_assignment
+
+    names = build_batch(find_assignment("toy", toy_solutions), 6, tmp_path / "subs",
+                        mutants_dir=tmp_path / "no-mutants")
+    assert [n.split("-", 1)[1] for n in names] == ["correct", "release", "wrong-add_answer"] * 2
+    answers = {n: {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in
+                   nbformat.read(tmp_path / "subs" / f"{n}.ipynb", as_version=4).cells}
+               for n in names}
+    assert answers[names[0]]["add_answer"] == toy.ANSWERS["add"]
+    assert "NotImplementedError" in answers[names[1]]["add_answer"]
+    assert answers[names[2]]["add_answer"] == WRONG_ANSWER
+    assert answers[names[2]]["mean_answer"] == toy.ANSWERS["mean"]
