@@ -846,11 +846,11 @@ class LocalModel:
     there; replies after a tool result are free. The 135M model almost never opens a call on
     its own, so this is how the course measures the calls it writes.
 
-    Constrained: called with `tools=` (`run_agent(..., constrained=True)` does that), it asks
-    `llmlab.llm.LLM.complete` for an assistant message under the tools' grammar (module 12's
-    `llmlab.constrained`): free text until the model opens `<tool_call>`, then only tokens
-    that keep the call valid JSON matching a tool's schema (`tool_choice="required"` for the
-    replies that `start_with_call` forces, `"auto"` for the others).
+    Constrained: called with `tools=` (`run_agent(..., constrained=True)` does that), it renders
+    them with `with_tools` and decodes with `llmlab.constrained.generate_tool_reply`: free
+    text until the model opens `<tool_call>`, then only tokens that keep the call valid JSON
+    matching a tool's schema (`tool_choice="required"` for the replies that `start_with_call`
+    forces, `"auto"` for the others).
     """
 
     def __init__(self, constrained: bool = False, max_new_tokens: int = 96,
@@ -861,7 +861,7 @@ class LocalModel:
         self.constrained, self.start_with_call = constrained, start_with_call
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.chat = ChatModel.load()
-        self._llm = _constrained_llm() if constrained else None
+        self._constrained = _constrained_module() if constrained else None
 
     def __repr__(self) -> str:
         return (f"LocalModel(constrained={self.constrained}, "
@@ -870,13 +870,14 @@ class LocalModel:
     def __call__(self, messages: Sequence[dict], tools: Sequence[dict] | None = None):
         messages = list(messages)
         force = self.start_with_call and messages[-1].get("role") == "user"
-        if self.constrained and tools:
-            return self._llm.complete(messages, tools=list(tools),
-                                      tool_choice="required" if force else "auto",
-                                      max_tokens=self.max_new_tokens,
-                                      temperature=self.temperature, seed=self.seed)
         if tools:
             messages = with_tools(messages, tools)
+        if self.constrained and tools:
+            text = self._constrained.generate_tool_reply(
+                self.chat, self.chat.prompt_ids(messages), list(tools),
+                "required" if force else "auto", max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature, seed=self.seed)
+            return OPEN_TAG + text if force and not text.lstrip().startswith(OPEN_TAG) else text
         if not force:
             text = self.chat.chat(messages, max_new_tokens=self.max_new_tokens,
                                   temperature=self.temperature, seed=self.seed, stop=CLOSE_TAG)
@@ -895,20 +896,19 @@ class LocalModel:
         return OPEN_TAG + text + CLOSE_TAG
 
 
-def _constrained_llm():
-    """The local `LLM` whose `complete` decodes under a tool-call grammar, or a clear
-    NotImplementedError while module 12's constrained decoding is not in this checkout."""
+def _constrained_module():
+    """`llmlab.constrained` (module 12's constrained decoding), or a clear NotImplementedError
+    while this checkout does not have it."""
     try:
-        import llmlab.constrained  # noqa: F401
-        from llmlab.llm import LLM
+        import llmlab.constrained as constrained
     except ImportError as exc:
         raise NotImplementedError(
             "constrained decoding needs llmlab.constrained (module 12), which this checkout "
             f"does not have yet ({exc})") from None
-    if not hasattr(LLM, "complete"):
-        raise NotImplementedError("constrained decoding needs LLM.complete(messages, tools=, "
-                                  "tool_choice=), which this checkout's llmlab.llm lacks")
-    return LLM(backend="local")
+    if not hasattr(constrained, "generate_tool_reply"):
+        raise NotImplementedError("constrained decoding needs llmlab.constrained."
+                                  "generate_tool_reply(chat, ids, tools, tool_choice, ...)")
+    return constrained
 
 
 def local_model(constrained: bool = False, max_new_tokens: int = 96,
