@@ -18,7 +18,8 @@ once the model opens `<tool_call>`, only tokens that keep the call valid are all
 
 Measured on the course's task set (`llmlab/datasets/agent_tasks.json`, all 46 tasks) or on FILE
 (a JSON list of {"task", "answer"}, optionally with "tool", "arguments" and "kind"). `--quick`
-runs the first 2 tasks with 2 steps of 48 tokens, only to show that the benchmark works.
+runs the first 2 tasks with 2 steps of 48 tokens and no few-shot turns, only to show that the
+benchmark works.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-constrained", action="store_true",
-                        help="skip the constrained run")
+    parser.add_argument("--only", choices=("unconstrained", "constrained"),
+                        help="run one of the two columns")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -76,12 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         max_steps, max_new_tokens = QUICK_STEPS, QUICK_TOKENS
     registry = agents.default_tools()
     started = time.perf_counter()
+    prompt = dict(agents.AGENT_PROMPT)
+    if args.quick:
+        prompt["few_shot"] = False  # a shorter prompt: the smoke test checks the plumbing only
     report: dict = {"data": args.tasks or "agent_tasks.json", "n_tasks": len(items),
                     "quick": args.quick, "max_steps": max_steps,
-                    "max_new_tokens": max_new_tokens, "prompt": dict(agents.AGENT_PROMPT)}
+                    "max_new_tokens": max_new_tokens, "prompt": prompt}
     for name, constrained in (("unconstrained", False), ("constrained", True)):
-        if constrained and args.no_constrained:
-            report[name] = {"error": "skipped (--no-constrained)"}
+        if args.only and args.only != name:
+            report[name] = {"error": f"skipped (--only {args.only})"}
             continue
         try:
             model = agents.local_model(constrained=constrained, max_new_tokens=max_new_tokens)
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {exc}", file=sys.stderr)
             continue
         scores = agents.evaluate(model, items, registry, max_steps=max_steps,
-                                 constrained=constrained,
+                                 constrained=constrained, example=prompt["example"],
+                                 few_shot=prompt["few_shot"],
                                  progress=lambda line, n=name: print(f"{n}: {line}",
                                                                      file=sys.stderr))
         scores["items"] = items
