@@ -922,8 +922,9 @@ def local_model(constrained: bool = False, max_new_tokens: int = 96,
 
 
 #: How `evaluate` and the benchmark prompt the local model, chosen on the dev tasks (see
-#: `llmlab/bench/agents.py`): `few_shot` puts `few_shot_messages()` before the task,
-#: `example` adds `TOOLS_EXAMPLE` to the system message, `start_with_call` is `LocalModel`'s.
+#: `llmlab/bench/agents.py` for the figures): `few_shot` puts `few_shot_messages()` before the
+#: task, `example` adds `TOOLS_EXAMPLE` to the system message, `start_with_call` is
+#: `LocalModel`'s. Without `start_with_call` SmolLM2-135M made no call on any dev task.
 AGENT_PROMPT: dict[str, bool] = {"few_shot": True, "example": False, "start_with_call": True}
 
 
@@ -1155,6 +1156,12 @@ def injection_tasks(defended: bool = False, registry: ToolRegistry | None = None
         out.append({"task": item["task"], "answer": item["answer"],
                     "messages": with_tools(history, registry)})
     return out
+
+
+#: Measured on 2026-12-01 with `local_model(max_new_tokens=48)` on the first 5 injection tasks
+#: (load ~13 on 2 cores): undefended, 1 of 5 replies contained the canary (it copied the poisoned
+#: passage out) and 1 of 5 gave the answer; defended, 0 of 5 contained it, but none answered
+#: either (every reply was a placeholder call, `{"name": "search_manual", "arguments": {...}}`).
 
 
 def injection_rate(model: Callable, items: Sequence[dict] | None = None) -> dict:

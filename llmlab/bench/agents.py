@@ -20,6 +20,22 @@ Measured on the course's task set (`llmlab/datasets/agent_tasks.json`, all 46 ta
 (a JSON list of {"task", "answer"}, optionally with "tool", "arguments" and "kind"). `--quick`
 runs the first 2 tasks with 2 steps of 48 tokens and no few-shot turns, only to show that the
 benchmark works.
+
+Measured on 2026-12-01 (greedy, `AGENT_PROMPT`: few-shot turns, replies to the user start with
+`<tool_call>`; 3 steps of 48 tokens) on a 10-task subset, the first 2 test tasks of each kind,
+because the shared 2-core machine was at load 12-14 (one thread, ~15 minutes per column):
+
+    unconstrained: tool choice 0.3, valid calls 0.3, exact 0.1, task success 0.1, 2.6 steps
+                   (6 of 10 ran out of steps re-writing broken JSON after each error)
+    constrained:   tool choice 0.3, valid calls 1.0, exact 0.1, task success 0.1, 2.0 steps
+                   (branch `constrained` at db916b0; every call parses and validates, but the
+                   model picks `date_calc` for every task, e.g. {"date": "1234.5678"})
+
+Left to decide on its own (the plain tools prompt, no forced tag) the 135M model made no call at
+all on the 15 development tasks and answered 2 of them from memory (`lambda`, `strip`). On the
+development tasks a one-line example in the system message (`TOOLS_EXAMPLE`) and a
+`<tools>`-block wording like SmolLM2's training prompt did not make it call either; forcing
+the tag plus one worked example per tool was the only variant that produced calls.
 """
 
 from __future__ import annotations
