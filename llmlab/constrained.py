@@ -58,6 +58,17 @@ modes of OpenAI's `tool_choice`: `"auto"` (free text; once the reply ends with `
 the grammar takes over until `</tool_call>`, and the reply ends there), `"required"` (the reply
 starts with `<tool_call>`), a named function `{"type": "function", "function": {"name": N}}`
 (the same, with N the only name) and `"none"` (free text).
+
+**Finishing in time.** `completion(state)` is a short text that finishes a state. When the
+sampled token would leave fewer new tokens than writing that completion takes, the loop writes
+the completion's longest first token instead, so a call that starts early enough always closes
+before `max_new_tokens` (a string is then cut short, but the call parses and validates).
+
+**Measured** (SmolLM2's 49,152 tokens, one thread, on a shared 2-core machine at load 13-15):
+building the trie takes 2.5 s when the machine is quiet (33 s at that load); along three tool
+calls (278 states) a first-time mask takes 0.4 ms median, 19 ms mean, and 270 ms for the worst
+state (just inside a string, where 48,531 tokens are allowed); a memoised mask takes 2 us. The
+brute-force scan of the vocabulary takes 0.8-6.7 s per state at that load.
 """
 
 from __future__ import annotations
@@ -826,6 +837,15 @@ class TokenTrie:
             raise ValueError(f"no token starts the text {text[:20]!r}")
         return best
 
+    def tokens_to_write(self, text: str) -> int:
+        """How many tokens `text` takes, longest token first (as the loop writes a
+        completion)."""
+        count = 0
+        while text:
+            text = text[len(self.vocab[self.longest_token(text)]):]
+            count += 1
+        return count
+
     def allowed_index(self, state: tuple):
         """`allowed(state)` as a torch index tensor (kept with the memoised list)."""
         import torch
@@ -982,7 +1002,7 @@ def _generate(chat, ids, grammar, mode, max_new_tokens, temperature, seed, top_p
         token = int(sample_next(scores[None], temperature, top_k, top_p, generator))
         left = budget - finish.completion_tokens  # this token included
         if token not in chat.end_ids and \
-                len(completion(advance_text(state, vocab[token]))) > left - 1:
+                trie.tokens_to_write(completion(advance_text(state, vocab[token]))) > left - 1:
             # no room left to finish after this token: follow the shortest completion instead
             ending = completion(state)
             token = trie.longest_token(ending) if ending else next(iter(chat.end_ids))
