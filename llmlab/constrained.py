@@ -1012,4 +1012,6 @@ def _generate(chat, ids, grammar, mode, max_new_tokens, temperature, seed, top_p
         state = advance_text(state, vocab[token])
         text += vocab[token]
         feed([token])
+    if state == ():  # the grammar finished on the last token allowed
+        finish.reason = "stop"
     return text

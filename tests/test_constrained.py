@@ -407,3 +407,4 @@ def test_a_call_closes_before_max_new_tokens(chat):
     text = generate_tool_reply(model, [1], TOOLS, "required", max_new_tokens=40, finish=finish)
     _check_call(text)
     assert finish.completion_tokens <= 40 and "1 + 1 + 1 + 1 + 1" in text
+    assert finish.reason == "stop", "a call that closes on the last token ends by itself"
