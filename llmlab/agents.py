@@ -839,60 +839,118 @@ def run_agent(model: Callable, task_or_messages: str | Sequence[dict], registry:
 class LocalModel:
     """SmolLM2-135M-Instruct (`llmlab.chat.ChatModel`) as a `messages -> reply` callable.
 
-    Unconstrained (the default): the reply text of a greedy decode (`temperature=0`), ending at
-    the end-of-turn token, at `</tool_call>` (kept in the reply) or after `max_new_tokens`.
-    Constrained: called with `tools=` (`run_agent(..., constrained=True)` does that), it asks
-    `llmlab.llm.LLM.complete` for an assistant message under the tools' grammar (module 12's
-    `llmlab.constrained`): free text until the model opens `<tool_call>`, then only tokens
-    that keep the call valid JSON matching a tool's schema.
+    Unconstrained (the default): the reply text of a decode (greedy unless `temperature`),
+    ending at the end-of-turn token, at `</tool_call>` (kept in the reply) or after
+    `max_new_tokens`. `start_with_call=True`: a reply to a user's message (the last message is
+    the user's) starts with `<tool_call>`, written by the program, and the model continues from
+    there; replies after a tool result are free. The 135M model almost never opens a call on
+    its own, so this is how the course measures the calls it writes.
+
+    Constrained: called with `tools=` (`run_agent(..., constrained=True)` does that), it renders
+    them with `with_tools` and decodes with `llmlab.constrained.generate_tool_reply`: free
+    text until the model opens `<tool_call>`, then only tokens that keep the call valid JSON
+    matching a tool's schema (`tool_choice="required"` for the replies that `start_with_call`
+    forces, `"auto"` for the others).
     """
 
     def __init__(self, constrained: bool = False, max_new_tokens: int = 96,
-                 temperature: float = 0.0, seed: int | None = None):
+                 temperature: float = 0.0, seed: int | None = None,
+                 start_with_call: bool = False):
         from llmlab.chat import ChatModel
 
-        self.constrained = constrained
+        self.constrained, self.start_with_call = constrained, start_with_call
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.chat = ChatModel.load()
-        self._llm = None
-        if constrained:
-            self._llm = _constrained_llm()
+        self._constrained = _constrained_module() if constrained else None
 
     def __repr__(self) -> str:
-        return f"LocalModel(constrained={self.constrained})"
+        return (f"LocalModel(constrained={self.constrained}, "
+                f"start_with_call={self.start_with_call})")
 
     def __call__(self, messages: Sequence[dict], tools: Sequence[dict] | None = None):
-        if self.constrained and tools:
-            return self._llm.complete(list(messages), tools=list(tools), tool_choice="auto",
-                                      max_tokens=self.max_new_tokens,
-                                      temperature=self.temperature, seed=self.seed)
+        messages = list(messages)
+        force = self.start_with_call and messages[-1].get("role") == "user"
         if tools:
             messages = with_tools(messages, tools)
-        text = self.chat.chat(list(messages), max_new_tokens=self.max_new_tokens,
-                              temperature=self.temperature, seed=self.seed, stop=CLOSE_TAG)
-        # the stop string is cut off; put it back so that the call's tag is closed
-        return text + CLOSE_TAG if OPEN_TAG in text and CLOSE_TAG not in text else text
+        if self.constrained and tools:
+            text = self._constrained.generate_tool_reply(
+                self.chat, self.chat.prompt_ids(messages), list(tools),
+                "required" if force else "auto", max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature, seed=self.seed)
+            return OPEN_TAG + text if force and not text.lstrip().startswith(OPEN_TAG) else text
+        if not force:
+            text = self.chat.chat(messages, max_new_tokens=self.max_new_tokens,
+                                  temperature=self.temperature, seed=self.seed, stop=CLOSE_TAG)
+            # the stop string is cut off; put it back so that the call's tag is closed
+            return text + CLOSE_TAG if OPEN_TAG in text and CLOSE_TAG not in text else text
+        ids = self.chat.prompt_ids(messages) + self.chat.tokenizer.encode_ordinary(OPEN_TAG)
+        new: list[int] = []
+        text = ""
+        for token in self.chat.generate_ids(ids, self.max_new_tokens, self.temperature,
+                                            seed=self.seed):
+            new.append(token)
+            text = self.chat.tokenizer.decode_bytes(new).decode("utf-8", errors="replace")
+            if CLOSE_TAG in text:
+                text = text[: text.index(CLOSE_TAG)]
+                break
+        return OPEN_TAG + text + CLOSE_TAG
 
 
-def _constrained_llm():
-    """The local `LLM` whose `complete` decodes under a tool-call grammar, or a clear
-    NotImplementedError while module 12's constrained decoding is not in this checkout."""
+def _constrained_module():
+    """`llmlab.constrained` (module 12's constrained decoding), or a clear NotImplementedError
+    while this checkout does not have it."""
     try:
-        import llmlab.constrained  # noqa: F401
-        from llmlab.llm import LLM
+        import llmlab.constrained as constrained
     except ImportError as exc:
         raise NotImplementedError(
             "constrained decoding needs llmlab.constrained (module 12), which this checkout "
             f"does not have yet ({exc})") from None
-    if not hasattr(LLM, "complete"):
-        raise NotImplementedError("constrained decoding needs LLM.complete(messages, tools=, "
-                                  "tool_choice=), which this checkout's llmlab.llm lacks")
-    return LLM(backend="local")
+    if not hasattr(constrained, "generate_tool_reply"):
+        raise NotImplementedError("constrained decoding needs llmlab.constrained."
+                                  "generate_tool_reply(chat, ids, tools, tool_choice, ...)")
+    return constrained
 
 
-def local_model(constrained: bool = False, max_new_tokens: int = 96, **sampling) -> LocalModel:
-    """The course's local model as an agent's model (see `LocalModel`)."""
-    return LocalModel(constrained=constrained, max_new_tokens=max_new_tokens, **sampling)
+def local_model(constrained: bool = False, max_new_tokens: int = 96,
+                start_with_call: bool | None = None, **sampling) -> LocalModel:
+    """The course's local model as an agent's model (see `LocalModel`); `start_with_call`
+    defaults to `AGENT_PROMPT["start_with_call"]`."""
+    if start_with_call is None:
+        start_with_call = AGENT_PROMPT["start_with_call"]
+    return LocalModel(constrained=constrained, max_new_tokens=max_new_tokens,
+                      start_with_call=start_with_call, **sampling)
+
+
+#: How `evaluate` and the benchmark prompt the local model, chosen on the dev tasks (see
+#: `llmlab/bench/agents.py`): `few_shot` puts `few_shot_messages()` before the task,
+#: `example` adds `TOOLS_EXAMPLE` to the system message, `start_with_call` is `LocalModel`'s.
+AGENT_PROMPT: dict[str, bool] = {"few_shot": True, "example": False, "start_with_call": True}
+
+
+def few_shot_messages(registry: ToolRegistry | None = None) -> list[dict]:
+    """Four worked examples as earlier turns, one per tool of `default_tools()`: the user's
+    question, the assistant's call (OpenAI shape), the real tool result, the short answer."""
+    registry = registry if registry is not None else default_tools()
+    examples = [
+        ("What is 6 times 7?", "calculator", {"expression": "6 * 7"}, "6 times 7 is 42."),
+        ("How many metres is 2 km?", "convert_units",
+         {"value": 2, "from_unit": "km", "to_unit": "m"}, "2 km is 2000 m."),
+        ("What weekday is 2026-12-01?", "date_calc", {"date": "2026-12-01"},
+         "2026-12-01 is a Tuesday."),
+        ("Which statement does nothing, according to the Python manual?", "search_manual",
+         {"query": "statement that does nothing"}, "The pass statement does nothing."),
+    ]
+    out: list[dict] = []
+    for n, (question, name, arguments, answer) in enumerate(examples, start=1):
+        if name not in registry:
+            continue
+        call = {"name": name, "arguments": arguments}
+        message = assistant_message([call])
+        message["tool_calls"][0]["id"] = f"example_{n}"
+        out += [{"role": "user", "content": question}, message,
+                tool_message(call, registry.run(call), f"example_{n}"),
+                {"role": "assistant", "content": answer}]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1010,18 +1068,24 @@ def tasks(kind: str | None = None, path: str | Path | None = None) -> list[dict]
 
 
 def evaluate(model: Callable, items: Sequence[dict], registry: ToolRegistry | None = None,
-             max_steps: int = 5, constrained: bool = False, example: bool = False,
+             max_steps: int = 5, constrained: bool = False, example: bool | None = None,
+             few_shot: bool | None = None,
              progress: Callable[[str], None] | None = None) -> dict:
-    """Run the agent on every task: `tool_choice_accuracy`, `valid_call_rate` and
+    """Run the agent on every task (after `few_shot_messages` when `few_shot`; `example` and
+    `few_shot` default to `AGENT_PROMPT`'s): `tool_choice_accuracy`, `valid_call_rate` and
     `exact_call_rate` of its first call (on the tasks that give the expected call),
     `task_success` (`answer_matches` on the final answer), `mean_steps` (model calls per task),
     `stopped` (a count per reason), `seconds`, and one record per task in `runs`."""
     registry = registry if registry is not None else default_tools()
+    example = AGENT_PROMPT["example"] if example is None else example
+    few_shot = AGENT_PROMPT["few_shot"] if few_shot is None else few_shot
+    shots = few_shot_messages(registry) if few_shot else []
     started = time.perf_counter()
     runs, predicted, expected = [], [], []
     for item in items:
-        result = run_agent(model, item["task"], registry, max_steps=max_steps,
-                           constrained=constrained, example=example)
+        result = run_agent(model, [*shots, {"role": "user", "content": item["task"]}],
+                           registry, max_steps=max_steps, constrained=constrained,
+                           example=example)
         first = next((step["calls"][0] for step in result.steps if step["calls"]), None)
         record = {"task": item["task"], "answer": item["answer"], "reply": result.answer,
                   "stopped": result.stopped, "steps": len(result.steps), "first_call": first,
@@ -1032,8 +1096,9 @@ def evaluate(model: Callable, items: Sequence[dict], registry: ToolRegistry | No
             predicted.append(first)
             expected.append({"name": item["tool"], "arguments": item["arguments"]})
         if progress is not None:
-            progress(f"{'ok  ' if record['success'] else 'FAIL'} {record['steps']} steps "
-                     f"{record['stopped']:9} {item['task'][:60]!r} -> {str(result.answer)[:60]!r}")
+            progress(json.dumps({key: record[key] for key in
+                                 ("success", "steps", "stopped", "first_call", "task", "reply")},
+                                ensure_ascii=False))
     scores: dict[str, Any] = {"n_tasks": len(items)}
     if expected:
         scores.update({k: v for k, v in function_calling_metrics(predicted, expected,

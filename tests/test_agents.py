@@ -408,7 +408,7 @@ def test_local_model_constrained_says_clearly_when_it_is_unavailable(monkeypatch
 
     monkeypatch.setattr(builtins, "__import__", no_constrained)
     with pytest.raises(NotImplementedError, match="llmlab.constrained"):
-        A._constrained_llm()
+        A._constrained_module()
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -514,3 +514,34 @@ def test_injection_tasks_poison_a_real_result_and_the_rate_is_measured():
     assert obey["injected"] == 1.0 and obey["answered"] == 0.0
     honest = A.injection_rate(lambda m: "I do not know.", items[:2])
     assert honest["injected"] == 0.0 and honest["n"] == 2
+
+
+def oracle(messages):
+    """A scripted model that knows every task's calls: it makes them in order, then answers
+    with the last tool result."""
+    user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    item = next(t for t in TASKS if t["task"] == messages[user]["content"])
+    plan = [{"name": item["tool"], "arguments": item["arguments"]}] + [
+        {"name": s["tool"], "arguments": s["arguments"]} for s in item.get("then", [])]
+    done = [m for m in messages[user:] if m["role"] == "tool"]
+    if len(done) < len(plan):
+        return "Let me check. " + tag(plan[len(done)])
+    return "The answer: " + done[-1]["content"]
+
+
+def test_evaluate_with_a_perfect_scripted_model_scores_one_everywhere(registry):
+    scores = A.evaluate(oracle, TASKS, registry, few_shot=True, example=True)
+    assert scores["task_success"] == 1.0, [r for r in scores["runs"] if not r["success"]]
+    assert scores["tool_choice_accuracy"] == scores["valid_call_rate"] == 1.0
+    assert scores["exact_call_rate"] == 1.0 and scores["n_with_calls"] == len(TASKS)
+    two_step = sum(t["kind"] == "two-step" for t in TASKS)
+    assert scores["mean_steps"] == pytest.approx((2 * len(TASKS) + two_step) / len(TASKS))
+    assert scores["stopped"] == {"answer": len(TASKS), "max_steps": 0, "repeat": 0}
+
+
+def test_evaluate_counts_a_model_that_never_calls_as_wrong(registry):
+    scores = A.evaluate(lambda m: "I think it is 42.", TASKS[:5], registry, few_shot=False)
+    assert scores["tool_choice_accuracy"] == scores["valid_call_rate"] == 0.0
+    assert scores["mean_steps"] == 1.0 and scores["stopped"]["answer"] == 5
+    no_calls = A.evaluate(lambda m: "5", [{"task": "a", "answer": "5"}], registry)
+    assert no_calls["tool_choice_accuracy"] is None and no_calls["task_success"] == 1.0

@@ -1,4 +1,5 @@
-"""`python -m llmlab.bench {bpe,gpt,chat,prompting,rag}`: run one benchmark, print its JSON line."""
+"""`python -m llmlab.bench {bpe,gpt,chat,prompting,rag,agents}`: run one benchmark, print its
+JSON line."""
 
 import argparse
 import importlib
@@ -10,6 +11,7 @@ BENCHMARKS = {
     "chat": "llmlab.bench.chat",  # llmlab's SmolLM2 against transformers: load, prefill, decode
     "prompting": "llmlab.bench.prompting",  # sentiment accuracy of each prompting method
     "rag": "llmlab.bench.rag",  # recall@k and MRR of each retriever, index build and query time
+    "agents": "llmlab.bench.agents",  # tool choice, valid calls and task success, +- constrained
 }
 
 
