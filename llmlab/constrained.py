@@ -545,6 +545,102 @@ def _feasible(node: _Number, text: str, where: str) -> bool:
     return False
 
 
+# -- finishing in time -------------------------------------------------------------------------
+_COMPLETIONS: OrderedDict[tuple, str] = OrderedDict()
+
+
+def completion(state: tuple) -> str:
+    """A short text that finishes `state` (not always the shortest for a bounded number, but
+    following it always finishes: the completion of the state after its first characters is
+    the rest of it). The sampling loop uses it to close a call before `max_new_tokens`."""
+    found = _COMPLETIONS.get(state)
+    if found is None:
+        found, stack = "", state
+        while stack:
+            top = stack[-1]
+            if top[0] == "l" and top[2] in top[1].alts and top[1].alts[top[2]] is not None:
+                stack = stack[:-1] + _start(top[1].alts[top[2]])
+                continue
+            found += _frame_completion(top)
+            stack = _resume(stack[:-1])
+        _COMPLETIONS[state] = found
+        while len(_COMPLETIONS) > 20000:
+            _COMPLETIONS.popitem(last=False)
+    return found
+
+
+def _value_completion(node: Any) -> str:
+    return completion(_start(node))
+
+
+def _frame_completion(frame: tuple) -> str:
+    kind, node = frame[0], frame[1]
+    if kind == "s":
+        phase, n = frame[2], frame[3]
+        if phase == 0:
+            return '"' + "a" * node.min_len + '"'
+        if phase == 2:
+            n, head = n + 1, "n"
+        elif phase >= 3:
+            n, head = n + 1, "0" * (phase - 2)
+        else:
+            head = ""
+        return head + "a" * max(0, node.min_len - n) + '"'
+    if kind == "n":
+        text, where = frame[2], frame[3]
+        tail = ""
+        while not (where in _NUMBER_ENDS and _in_bounds(node, text + tail)):
+            for c in "0123456789.":
+                result = _number_step(("n", node, text + tail, where), c)
+                if result is not None and result[0] == _KEEP:
+                    tail, where = tail + c, result[1][0][3]
+                    break
+            else:
+                raise AssertionError(f"no way to finish the number {text + tail!r}")
+        return tail
+    if kind == "l":
+        typed = frame[2]
+        return min((alt[len(typed):] + (_value_completion(follow) if follow else "")
+                    for alt, follow in node.alts.items() if alt.startswith(typed)), key=len)
+    if kind == "o":
+        phase, j, typed = frame[2], frame[3], frame[4]
+        if phase == "open":
+            return "{" + _object_rest(node, 0, False)
+        if phase == "first":
+            return _object_rest(node, 0, False)
+        if phase in ("next", "comma", "key"):
+            prefix = typed if phase == "key" else ""
+            return min((literal[len(prefix):] + _value_completion(node.props[k][1])
+                        + _object_rest(node, k + 1, True)
+                        for literal, k in node.cands[j].items()
+                        if k >= 0 and literal.startswith(prefix)), key=len)
+        if phase in ("colon", "value"):
+            return _value_completion(node.props[j][1]) + _object_rest(node, j + 1, True)
+        return _object_rest(node, j + 1, True)
+    if kind == "a":
+        phase, count = frame[2], frame[3]
+        item = _value_completion(node.items)
+        if phase == "open":
+            return "[" + ",".join([item] * node.min_items) + "]"
+        if phase == "first":
+            return ",".join([item] * node.min_items) + "]"
+        if phase == "after":
+            return ("," + item) * max(0, node.min_items - count) + "]"
+        return item + ("," + item) * max(0, node.min_items - count - 1) + "]"
+    raise AssertionError(f"a sequence frame is never on top: {frame!r}")
+
+
+def _object_rest(node: _Object, j: int, after_value: bool) -> str:
+    """The required keys from j on (with shortest values), then the closing brace."""
+    out = ""
+    for k in range(j, len(node.props)):
+        name, sub, required = node.props[k]
+        if required:
+            out += ("," if after_value or out else "") + json.dumps(name, ensure_ascii=False) \
+                + ":" + _value_completion(sub)
+    return out + "}"
+
+
 # -- tool calls ---------------------------------------------------------------------------------
 def tool_names(tools: Sequence[dict]) -> list[str]:
     """The names of OpenAI-format `tools`, checked (a clear ValueError says what is wrong)."""
@@ -717,6 +813,19 @@ class TokenTrie:
             self._index.pop(id(dropped), None)
         return out
 
+    def longest_token(self, text: str) -> int:
+        """The id of the longest token that `text` starts with."""
+        node, best = self.root, None
+        for char in text:
+            node = node.children.get(char)
+            if node is None:
+                break
+            if node.ids:
+                best = node.ids[0]
+        if best is None:
+            raise ValueError(f"no token starts the text {text[:20]!r}")
+        return best
+
     def allowed_index(self, state: tuple):
         """`allowed(state)` as a torch index tensor (kept with the memoised list)."""
         import torch
@@ -871,6 +980,12 @@ def _generate(chat, ids, grammar, mode, max_new_tokens, temperature, seed, top_p
         elif not len(index):
             raise RuntimeError(f"no token can continue the constrained text {text!r}")
         token = int(sample_next(scores[None], temperature, top_k, top_p, generator))
+        left = budget - finish.completion_tokens  # this token included
+        if token not in chat.end_ids and \
+                len(completion(advance_text(state, vocab[token]))) > left - 1:
+            # no room left to finish after this token: follow the shortest completion instead
+            ending = completion(state)
+            token = trie.longest_token(ending) if ending else next(iter(chat.end_ids))
         if token in chat.end_ids:
             finish.reason = "stop"
             break

@@ -26,6 +26,18 @@ made, so a key or header kept for other work is never sent anywhere by accident.
 **Sampling** uses the OpenAI API's names on both backends: `max_tokens`, `temperature`
 (default 0: greedy, the same reply every time on the local model), `top_p`, `seed` and `stop`
 (a string or a list; the reply ends before the first one).
+
+**Tools.** `complete(messages, tools=..., tool_choice=...)` returns the whole assistant message
+in OpenAI's shape, `{"role": "assistant", "content": str or None, "tool_calls": [...]}`
+(`tool_calls` only when the model calls a tool; each with an `id`, `"type": "function"` and
+`function.arguments` as a JSON string), ready to append to the history. `tools` are in
+OpenAI's format; `tool_choice` is `"auto"` (the model decides), `"required"`, `"none"` or
+`{"type": "function", "function": {"name": NAME}}`. The `openai` backend passes both to the
+endpoint. The local model knows nothing of tools: the course's convention
+(`llmlab.agents.with_tools`) describes them in the system message, and
+`llmlab.constrained.generate_tool_reply` keeps any call it writes valid JSON that matches the
+tool's parameters (`"auto"`: once the model writes `<tool_call>`; `"required"` and a named
+tool: the reply is a call).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from llmlab.chat import ChatModel
+from llmlab.chat import ChatModel, Finish
 
 #: The name the local model goes by (in `LLM.model` and on `python -m llmlab.serve`).
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
@@ -107,6 +119,28 @@ class LLM:
                     if choice.delta.content:
                         yield choice.delta.content
 
+    def complete(self, messages: Messages, tools: Sequence[dict] | None = None,
+                 tool_choice: Any = "auto", *, max_tokens: int = 256,
+                 temperature: float = 0.0, top_p: float | None = None, seed: int | None = None,
+                 stop: str | Sequence[str] | None = None) -> dict[str, Any]:
+        """The assistant's reply as an OpenAI-shape message, with `tool_calls` when it calls
+        one of `tools` (see the module's docstring)."""
+        if self.backend == "local":
+            return local_complete(self._local, messages, tools, tool_choice,
+                                  max_new_tokens=max_tokens, temperature=temperature,
+                                  top_p=top_p, seed=seed, stop=stop)
+        request = self._request(messages, max_tokens, temperature, top_p, seed, stop)
+        if tools:
+            request.update(tools=list(tools), tool_choice=tool_choice)
+        message = self._client.chat.completions.create(**request).choices[0].message
+        reply: dict[str, Any] = {"role": "assistant", "content": message.content}
+        if message.tool_calls:
+            reply["tool_calls"] = [{"id": call.id, "type": "function",
+                                    "function": {"name": call.function.name,
+                                                 "arguments": call.function.arguments}}
+                                   for call in message.tool_calls]
+        return reply
+
     def count_tokens(self, text_or_messages: str | Messages) -> int:
         """How many tokens a text, or a list of messages as a prompt, takes.
 
@@ -142,6 +176,55 @@ class LLM:
             raise ValueError(f"set {MODEL_VAR} to the model to use: the endpoint lists "
                              f"{len(names)} models ({', '.join(names[:5])})")
         return names[0]
+
+
+def local_complete(chat: ChatModel, messages: Messages, tools: Sequence[dict] | None = None,
+                   tool_choice: Any = "auto", *, max_new_tokens: int = 256,
+                   temperature: float = 0.0, top_p: float | None = None,
+                   seed: int | None = None, stop: str | Sequence[str] | None = None,
+                   finish: Finish | None = None) -> dict[str, Any]:
+    """`LLM.complete` on a local `ChatModel` (also what `python -m llmlab.serve` runs).
+
+    The tools are written into the system message (`llmlab.agents.with_tools`) unless
+    `tool_choice` is `"none"`; the reply is decoded by `llmlab.constrained.generate_tool_reply`
+    and its calls parsed by `llmlab.agents.parse_tool_calls`. Call ids are `call_N`, numbered
+    after the calls already in `messages`, so they stay unique in a conversation. A call that
+    does not parse (cut by `max_new_tokens`) or names a tool not offered leaves the reply as
+    plain text. `finish`, if given, says how the reply ended (`reason` is "tool_calls" when it
+    holds calls). Raises ValueError for bad tools or tool_choice."""
+    from llmlab import agents, constrained
+
+    finish = finish if finish is not None else Finish()
+    offered = constrained.chosen_tools(tools, tool_choice) if tools else []
+    prompt = agents.with_tools(messages, tools) if offered else list(messages)
+    text = constrained.generate_tool_reply(
+        chat, chat.prompt_ids(prompt), list(tools) if offered else None, tool_choice,
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+        stop=stop, finish=finish)
+    calls: list[dict] = []
+    if offered:
+        names = {tool["function"]["name"] for tool in offered}
+        try:
+            calls = agents.parse_tool_calls(text)
+        except agents.ToolCallError:
+            calls = []
+        if any(call["name"] not in names for call in calls):
+            calls = []
+    if not calls:
+        return {"role": "assistant", "content": text}
+    earlier = sum(len(m.get("tool_calls") or []) for m in messages)
+    content = _text_around_calls(text)
+    finish.reason = "tool_calls"
+    return agents.assistant_message(calls, content or None, first_id=earlier + 1)
+
+
+def _text_around_calls(text: str) -> str:
+    """The reply without its `<tool_call>` blocks (or, for the plain-text fallback, without
+    the JSON object that made the call), stripped."""
+    from llmlab import agents
+
+    _, spans = agents._parse_text(text)
+    return agents._without_spans(text, spans).strip()
 
 
 @contextmanager

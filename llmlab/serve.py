@@ -21,6 +21,19 @@ then `data: [DONE]`; `stream_options.include_usage` adds a usage chunk). Replies
 generated, the end-of-turn token not counted) and `finish_reason`: `stop` (end of turn or a
 stop string) or `length` (`max_tokens` or the context ran out).
 
+**Tools.** `tools` (OpenAI's format: `{"type": "function", "function": {"name",
+"description", "parameters"}}`) and `tool_choice` (`"auto"`, the default; `"required"`;
+`"none"`; or `{"type": "function", "function": {"name": NAME}}`) work as in OpenAI's API:
+a reply that calls a tool has `message.tool_calls` (`id`, `type`, `function.name`,
+`function.arguments` as a JSON string) and `finish_reason: "tool_calls"`; the request's history
+may hold assistant messages with `tool_calls` and `tool` messages with the results. The model
+sees the tools in its system message (`llmlab.agents.with_tools`) and every call it starts is
+kept valid by constrained decoding (`llmlab.constrained`): it parses, names an offered tool and
+matches that tool's `parameters` (the schema subset `llmlab.constrained` states; a schema
+outside it, or a named tool that is not offered, gets 400). With tools, a streamed reply comes
+in one piece: the content, or the call, in a single delta. A reply holds at most one call
+(`parallel_tool_calls` is accepted and has no effect).
+
 **Errors** have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: a malformed
 request gets 400 naming the bad field, an unknown model 404; the server keeps serving.
 
@@ -40,7 +53,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 from fastapi import FastAPI, Request
@@ -50,7 +63,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from starlette.exceptions import HTTPException
 
 from llmlab.chat import DEFAULT_DTYPE, ChatModel, Finish
-from llmlab.llm import LOCAL_MODEL
+from llmlab.constrained import SchemaError, tool_call_grammar
+from llmlab.llm import LOCAL_MODEL, local_complete
 
 #: `stop`: a string or a list of up to 4, never empty ones; a string is read as a list of one.
 StopStrings = Annotated[list[Annotated[str, StringConstraints(min_length=1)]],
@@ -65,8 +79,31 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str
     content: str | None = None
+    name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolSpec(BaseModel):
+    """One tool in OpenAI's format (only functions)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: dict[str, str]
 
 
 class StreamOptions(BaseModel):
@@ -89,6 +126,9 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    tools: Annotated[list[ToolSpec], Field(min_length=1, max_length=128)] | None = None
+    tool_choice: Literal["auto", "required", "none"] | NamedChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 # -- running the model --------------------------------------------------------------------------
@@ -98,6 +138,11 @@ class ModelWorker:
     def __init__(self, model: ChatModel):
         self.model = model
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmlab-model")
+
+    async def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`function(*args, **kwargs)` in the model's thread, in turn with the generations."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
 
     async def generate(self, messages: list[dict], **sampling: Any
                        ) -> AsyncIterator[str | Finish]:
@@ -172,8 +217,13 @@ def create_app(model: ChatModel, model_id: str = LOCAL_MODEL) -> FastAPI:
         if request.model != model_id:
             return _error(404, f"the model {request.model!r} does not exist; this server has "
                           f"{model_id!r}", param="model", code="model_not_found")
-        events = worker.generate([m.model_dump(exclude_none=True) for m in request.messages],
-                                 **_sampling(request, model.context_length))
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        if request.tool_choice is not None and not request.tools:
+            return _error(400, "tool_choice is only allowed when tools are given",
+                          param="tool_choice")
+        if request.tools and request.tool_choice != "none":
+            return await _with_tools(request, messages)
+        events = worker.generate(messages, **_sampling(request, model.context_length))
         try:
             first = await anext(events)
         except ValueError as error:
@@ -187,6 +237,32 @@ def create_app(model: ChatModel, model_id: str = LOCAL_MODEL) -> FastAPI:
         async for event in events:
             pieces.append(event)
         return JSONResponse(reply.completion(pieces))
+
+    async def _with_tools(request: ChatCompletionRequest, messages: list[dict]
+                          ) -> JSONResponse | StreamingResponse:
+        tools = [tool.model_dump(exclude_none=True) for tool in request.tools]
+        choice = request.tool_choice or "auto"
+        if isinstance(choice, NamedChoice):
+            choice = choice.model_dump()
+        try:
+            tool_call_grammar(tools, choice)  # checks the schemas and the named tool
+        except SchemaError as error:
+            return _error(400, f"tools: {error}", param="tools", code="invalid_schema")
+        except ValueError as error:
+            return _error(400, str(error), param="tool_choice")
+        finish = Finish()
+        try:
+            message = await worker.call(local_complete, model, messages, tools, choice,
+                                        **_sampling(request, model.context_length),
+                                        finish=finish)
+        except ValueError as error:
+            return _error(400, str(error), param="messages")
+        reply = _Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model_id)
+        if request.stream:
+            usage = request.stream_options is not None and request.stream_options.include_usage
+            return StreamingResponse(reply.sse_message(message, finish, usage),
+                                     media_type="text/event-stream")
+        return JSONResponse(reply.completion_message(message, finish))
 
     return app
 
@@ -216,6 +292,29 @@ class _Reply:
                              "finish_reason": finish.reason, "logprobs": None}],
                 "usage": _usage(finish)}
 
+    def completion_message(self, message: dict, finish: Finish) -> dict:
+        """A whole `chat.completion` holding an assistant message (maybe with tool calls)."""
+        return {**self._head("chat.completion"),
+                "choices": [{"index": 0, "message": _message(message),
+                             "finish_reason": finish.reason, "logprobs": None}],
+                "usage": _usage(finish)}
+
+    async def sse_message(self, message: dict, finish: Finish,
+                          include_usage: bool) -> AsyncIterator[str]:
+        """A whole message as a stream: the role, the content or the calls in one delta, the
+        finish reason (then the usage chunk if asked, and `[DONE]`)."""
+        yield self._chunk({"role": "assistant", "content": ""})
+        if message.get("content"):
+            yield self._chunk({"content": message["content"]})
+        if message.get("tool_calls"):
+            yield self._chunk({"tool_calls": [{"index": i, **call} for i, call
+                                              in enumerate(message["tool_calls"])]})
+        yield self._chunk({}, finish.reason)
+        if include_usage:
+            yield _event({**self._head("chat.completion.chunk"), "choices": [],
+                          "usage": _usage(finish)})
+        yield "data: [DONE]\n\n"
+
     async def sse(self, first: str | Finish, events: AsyncIterator[str | Finish],
                   include_usage: bool) -> AsyncIterator[str]:
         yield self._chunk({"role": "assistant", "content": ""})
@@ -239,6 +338,15 @@ class _Reply:
         return _event({**self._head("chat.completion.chunk"),
                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason,
                                     "logprobs": None}]})
+
+
+def _message(message: dict) -> dict:
+    """An assistant message as a response carries it: `content` always present (None when
+    the reply is only a call), `tool_calls` when there are calls."""
+    out = {"role": "assistant", "content": message.get("content")}
+    if message.get("tool_calls"):
+        out["tool_calls"] = message["tool_calls"]
+    return out
 
 
 def _usage(finish: Finish) -> dict:

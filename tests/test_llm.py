@@ -2,6 +2,7 @@
 server (in this process, on loopback), gives the same replies; the backend comes from the
 LLMLAB_LLM_* variables and never from OPENAI_*."""
 
+import json
 import os
 import socket
 import threading
@@ -125,3 +126,29 @@ def test_openai_backend_counts_with_tiktoken(monkeypatch, server):
     assert llm.count_tokens(text) == len(encoding.encode(text))
     assert llm.count_tokens(QUESTION) == 3 + 3 + len(encoding.encode("user")) + \
         len(encoding.encode(text)), "role, content and 3 per message, 3 for the reply"
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "calculator", "description": "Evaluate an arithmetic expression.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                   "required": ["expression"]}}}]
+ARITHMETIC = [{"role": "user", "content": "What is 17 times 23?"}]
+
+
+def test_complete_with_tools_is_the_same_message_on_both_backends(monkeypatch, server):
+    local = LLM("local").complete(ARITHMETIC, tools=TOOLS, tool_choice="required",
+                                  max_tokens=48)
+    assert local["role"] == "assistant" and local["content"] is None
+    (call,) = local["tool_calls"]
+    assert call["id"] == "call_1" and call["type"] == "function"
+    assert call["function"]["name"] == "calculator"
+    assert isinstance(json.loads(call["function"]["arguments"])["expression"], str)
+    remote = LLM(base_url=server[0]).complete(ARITHMETIC, tools=TOOLS, tool_choice="required",
+                                              max_tokens=48)
+    assert remote == local, "the openai backend passes tools and tool_choice through"
+    later = LLM("local").complete([*ARITHMETIC, local, {"role": "tool", "tool_call_id": "call_1",
+                                                        "content": "391"}],
+                                  tools=TOOLS, tool_choice="required", max_tokens=48)
+    assert later["tool_calls"][0]["id"] == "call_2", "ids stay unique in a conversation"
+    plain = LLM("local").complete(QUESTION, tools=TOOLS, tool_choice="none", max_tokens=8)
+    assert plain == {"role": "assistant", "content": LLM("local").chat(QUESTION, max_tokens=8)}

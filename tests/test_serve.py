@@ -1,6 +1,7 @@
 """`python -m llmlab.serve`, started on a free loopback port and driven by the official client."""
 
 import http.client
+import json
 import socket
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jsonschema
 import openai
 import pytest
 
@@ -19,6 +21,23 @@ pytestmark = pytest.mark.slow
 START_TIMEOUT = 120  # seconds: importing torch and loading the model, on a busy machine
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 OTHER = [{"role": "user", "content": "Name three colours."}]
+
+
+def _tool(name, properties, required, description=""):
+    return {"type": "function", "function": {
+        "name": name, "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": required}}}
+
+
+TOOLS = [
+    _tool("calculator", {"expression": {"type": "string"}}, ["expression"],
+          "Evaluate an arithmetic expression, e.g. 2 * (3 + 4)."),
+    _tool("convert_units", {"value": {"type": "number"},
+                            "from_unit": {"type": "string", "enum": ["km", "mi"]},
+                            "to_unit": {"type": "string", "enum": ["km", "mi"]}},
+          ["value", "from_unit", "to_unit"], "Convert a distance between km and mi."),
+]
+ARITHMETIC = [{"role": "user", "content": "What is 17 times 23?"}]
 
 
 def _free_port() -> int:
@@ -141,8 +160,23 @@ def test_stop_string_ends_the_reply_before_it(client):
     ({"model": LOCAL_MODEL, "messages": QUESTION, "stop": [""]}, "stop"),
     ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": []}, "tools"),
     ({"model": "no-such-model", "messages": QUESTION}, "model"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "logit_bias": {}}, "logit_bias"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": [{"type": "function",
+                                                              "function": {"name": "a b"}}]},
+     "tools"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tool_choice": "required"}, "tool_choice"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": TOOLS,
+      "tool_choice": {"type": "function", "function": {"name": "no_such_tool"}}}, "tool_choice"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": TOOLS, "tool_choice": "sometimes"},
+     "tool_choice"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": [_tool(
+        "f", {"x": {"type": "strange"}}, ["x"])]}, "tools"),
+    ({"model": LOCAL_MODEL, "messages": QUESTION, "tools": [_tool(
+        "f", {"x": {"type": "string", "pattern": "^a"}}, ["x"])]}, "tools"),
 ], ids=["missing messages", "unknown role", "temperature not a number", "negative max_tokens",
-        "empty stop string", "unsupported field", "unknown model"])
+        "empty stop string", "empty tools", "unknown model", "unsupported field",
+        "bad tool name", "tool_choice without tools", "unknown named tool", "bad tool_choice",
+        "bad schema type", "keyword outside the subset"])
 def test_bad_request_gets_an_openai_error_and_the_server_keeps_serving(client, request_body,
                                                                        field):
     with pytest.raises(openai.APIStatusError) as raised:
@@ -177,3 +211,66 @@ def test_a_client_that_leaves_mid_stream_does_not_disturb_the_next(client):
     started = time.monotonic()
     assert _chat(client, OTHER).choices[0].message.content == alone
     assert time.monotonic() - started < 3 * alone_seconds + 1, "the abandoned generation stopped"
+
+
+# -- tools ------------------------------------------------------------------------------------
+def _parameters(name):
+    return next(t["function"]["parameters"] for t in TOOLS if t["function"]["name"] == name)
+
+
+def _valid_call(call):
+    """A tool call in OpenAI's shape whose arguments parse and match the tool's schema."""
+    assert call.type == "function" and call.id.startswith("call_")
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, _parameters(call.function.name))
+    return arguments
+
+
+def test_tool_round_trip(client):
+    """Request with tools -> a call with valid JSON arguments -> the tool's result as a tool
+    message -> a final answer, all through the official client."""
+    first = _chat(client, ARITHMETIC, tools=TOOLS, tool_choice="required", max_tokens=64)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    arguments = _valid_call(call)
+    assert call.function.name == "calculator" and "17" in arguments["expression"]
+    history = [*ARITHMETIC, choice.message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "391"}]
+    final = _chat(client, history, tools=TOOLS, max_tokens=48)
+    answer = final.choices[0]
+    assert answer.finish_reason in ("stop", "length") and not answer.message.tool_calls
+    assert "391" in answer.message.content, "the model answers with the tool's result"
+    assert final.usage.prompt_tokens > first.usage.prompt_tokens, "the history is in the prompt"
+
+
+def test_tool_choice_named_none_and_auto(client):
+    named = _chat(client, ARITHMETIC, tools=TOOLS, max_tokens=64, temperature=1.0, seed=0,
+                  tool_choice={"type": "function", "function": {"name": "convert_units"}})
+    (call,) = named.choices[0].message.tool_calls
+    assert call.function.name == "convert_units" and _valid_call(call)
+    assert named.choices[0].finish_reason == "tool_calls"
+    none = _chat(client, ARITHMETIC, tools=TOOLS, tool_choice="none")
+    assert not none.choices[0].message.tool_calls and none.choices[0].message.content
+    plain = _chat(client, ARITHMETIC).choices[0].message.content
+    assert none.choices[0].message.content == plain, "'none': the tools are not offered"
+    auto = _chat(client, ARITHMETIC, tools=TOOLS, max_tokens=64)
+    message = auto.choices[0].message
+    if message.tool_calls:  # the model decides; whatever it does is well formed
+        assert auto.choices[0].finish_reason == "tool_calls"
+        _valid_call(message.tool_calls[0])
+    else:
+        assert message.content and auto.choices[0].finish_reason in ("stop", "length")
+
+
+def test_streamed_tool_call_comes_in_one_delta(client):
+    chunks = _streamed(client, ARITHMETIC, tools=TOOLS, tool_choice="required", max_tokens=64,
+                       stream_options={"include_usage": True})
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls = [d.tool_calls for d in deltas if d.tool_calls]
+    assert len(calls) == 1 and len(calls[0]) == 1 and calls[0][0].index == 0
+    whole = _chat(client, ARITHMETIC, tools=TOOLS, tool_choice="required", max_tokens=64)
+    assert calls[0][0].function.arguments == whole.choices[0].message.tool_calls[0].function \
+        .arguments, "the same call as the whole reply's"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage == whole.usage
