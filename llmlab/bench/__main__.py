@@ -16,11 +16,13 @@ BENCHMARKS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in BENCHMARKS:  # the benchmark's own options, --help included
+        return importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m llmlab.bench", description=__doc__)
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
-    args, rest = parser.parse_known_args(argv)
-    module = importlib.import_module(BENCHMARKS[args.benchmark])
-    return module.main(rest)
+    parser.parse_args(argv)  # prints the help, or says which benchmarks there are
+    return 2
 
 
 if __name__ == "__main__":
