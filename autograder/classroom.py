@@ -11,6 +11,7 @@ DIR becomes an nbgrader course folder:
     grades.csv                                  one row per student, one column per test
     results/<student>.json                      GitHub Classroom JSON
     results/<student>.record.json               status, flags, reason, tests (resume key)
+    submitted/<student>/<assignment>/<nb>.ipynb  the notebook as the student handed it in
     autograded/<student>/<assignment>/<nb>.ipynb
     feedback/<student>/<assignment>/<nb>.html   no hidden test code
     gradebook.db, source/, nbgrader_config.py   (formgrader works here)
@@ -27,6 +28,7 @@ import re
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -50,7 +52,7 @@ from autograder.course import (
     write_config,
 )
 from autograder.grading import Limits, zero_result
-from autograder.notebooks import grade_id, is_test_cell
+from autograder.notebooks import MAX_NOTEBOOK_BYTES, grade_id, is_test_cell
 from autograder.results import GradeResult, number
 
 #: Seconds a worker may run beyond the notebook time limit (starting up, nbgrader) before it is
@@ -368,6 +370,7 @@ def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: 
                workers: _Workers | None = None) -> GradeResult:
     if sub.path is None:
         return zero_result(sub.student, course, "invalid", sub.problem)
+    _keep_submitted(sub, assignment, out)
     results = out / "results"
     record = results / f"{sub.student}.tmp.json"
     record.unlink(missing_ok=True)
@@ -403,6 +406,25 @@ def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: 
     finally:
         if own:
             workers.close_all()
+
+
+def _keep_submitted(sub: Submission, assignment: Assignment, out: Path) -> None:
+    """Copy the student's notebook to `submitted/`, where nbgrader keeps submissions: the
+    formgrader counts them there and nbgrader's own commands find them. Only a regular
+    `.ipynb` file within the notebook size limit is copied (never a symlink); a copy that
+    fails changes nothing about the grade."""
+    assert sub.path is not None
+    if sub.path.suffix != ".ipynb":
+        return
+    kept = out / "submitted" / sub.student / assignment.name / f"{assignment.notebook}.ipynb"
+    try:
+        info = sub.path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_NOTEBOOK_BYTES:
+            return
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sub.path, kept)
+    except OSError:
+        kept.unlink(missing_ok=True)
 
 
 def stop_worker(proc: subprocess.Popen) -> None:

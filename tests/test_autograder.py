@@ -283,6 +283,19 @@ def test_gradebook_holds_every_graded_score(graded_class):
             assert sub.score == pytest.approx(float(row["score"]))
 
 
+def test_submitted_notebooks_are_kept_where_nbgrader_looks(graded_class):
+    """The formgrader counts submissions in submitted/<student>/<assignment>/: every
+    submission that was a notebook file is there, byte for byte; nothing for the others."""
+    out, rows, subs, _ = graded_class
+    kept = {p.parent.parent.name: p for p in (out / "submitted").glob("*/toy/toy.ipynb")}
+    assert (kept["solution"].read_bytes() == (subs / "solution.ipynb").read_bytes())
+    assert (kept["hangrepo"].read_bytes() ==
+            (subs / "hangrepo" / "assignments" / "toy" / "toy.ipynb").read_bytes())
+    assert "notjson" in kept  # handed in, though not gradable: nbgrader keeps it too
+    assert "essay" not in kept and "emptyrepo" not in kept
+    assert set(kept) <= set(rows)
+
+
 def test_rerun_skips_unchanged_submissions(graded_class):
     out, rows, _, cmd = graded_class
     before = (out / "grades.csv").read_text(encoding="utf-8")
