@@ -41,3 +41,43 @@ def test_saved_outputs_show_the_final_state_of_every_bar():
 def test_outside_a_kernel_it_is_the_text_bar(capsys):
     assert list(tqdm(range(3), desc="text")) == [0, 1, 2]
     assert "3/3" in capsys.readouterr().err
+
+
+def test_pruning_keeps_shown_widgets_and_what_they_refer_to():
+    from autograder.lectures import WIDGET_STATE, WIDGET_VIEW, prune_widget_state
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output(
+        "display_data", data={WIDGET_VIEW: {"model_id": "aa", "version_major": 2}})])]
+    state = {"aa": {"state": {"children": ["IPY_MODEL_bb"]}}, "bb": {"state": {"style":
+             "IPY_MODEL_cc"}}, "cc": {"state": {}}, "dd": {"state": {"description": "dropped"}}}
+    nb.metadata["widgets"] = {WIDGET_STATE: {"state": state, "version_major": 2}}
+    assert prune_widget_state(nb) == 1
+    assert set(nb.metadata["widgets"][WIDGET_STATE]["state"]) == {"aa", "bb", "cc"}
+
+
+def test_committed_lectures_show_no_frozen_bar_stderr_or_orphaned_widget():
+    """What a learner opens on GitHub: every bar finished (or stopped where its loop ended),
+    nothing on stderr, and no saved widget that no output shows."""
+    import copy
+    import re
+    from pathlib import Path
+
+    from autograder.lectures import WIDGET_STATE, lectures, prune_widget_state
+
+    assert lectures(), "the lectures are found"
+    for path in lectures():
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
+                assert not (out.get("output_type") == "stream" and out.get("name") == "stderr"), \
+                    f"{Path(path).name}: output on stderr"
+                assert not re.search(r"(?<![0-9])0%\|", text), f"{Path(path).name}: a bar at 0%"
+        state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+        for model in state.values():
+            values = model.get("state", {})
+            if model.get("model_name") == "FloatProgressModel" and values.get("max"):
+                assert values.get("value", 0) > 0, f"{Path(path).name}: a saved bar at 0"
+        assert prune_widget_state(copy.deepcopy(nb)) == 0, \
+            f"{Path(path).name}: saved widgets that no output shows"

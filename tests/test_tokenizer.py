@@ -130,7 +130,7 @@ def test_decode(gpt4, cl100k):
     assert gpt4.decode(half) == "\ufffd", "partial UTF-8 decodes to the replacement character"
     assert gpt4.decode_bytes(half) == "🙂".encode()[: len(gpt4.vocab[half[0]])]
     with pytest.raises(ValueError):
-        gpt4.decode([100256])  # the one unused id of cl100k_base
+        gpt4.decode([100256])  # one of the 16 unused ids below cl100k_base's 100277
 
 
 def test_from_ranks_with_a_made_up_table():
