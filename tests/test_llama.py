@@ -330,6 +330,31 @@ def test_int4_linear_equals_the_dense_product_of_its_weight():
     assert torch.equal(layer(longer), torch.nn.functional.linear(longer, layer.weight))
 
 
+def test_fused_int4_codes_give_each_layers_output_unchanged():
+    torch.manual_seed(0)
+    layers = [llama.Linear(64, n) for n in (192, 64, 64)]  # like q, k, v: one input, 3 outputs
+    for layer in layers:
+        n = layer.out_features
+        for _ in range(2):  # two parts each, like a Q8_0 matrix
+            layer.add_int4(torch.randint(0, 16, (n, 64), dtype=torch.uint8),
+                           torch.rand(n, 2) / 10, -torch.rand(n, 2))
+    x = torch.randn(3, 1, 64, dtype=torch.bfloat16)
+    separate = [layer(x) for layer in layers]
+    fused = llama.fuse_int4(*layers)
+    assert len(fused) == 2
+    assert torch.equal(llama.int4_matmul(x, fused), torch.cat(separate, dim=-1))
+    for layer, before in zip(layers, separate, strict=True):  # the layers now read views of it
+        storage = layer.int4[0][0].untyped_storage()
+        assert storage.data_ptr() == fused[0][0].untyped_storage().data_ptr()
+        assert torch.equal(layer(x), before)
+    assert llama.fuse_int4(layers[0], llama.Linear(64, 64)) == []  # a layer without codes
+    narrow = llama.Linear(64, 48)  # torch packs 64 rows together: 48 rows cannot be stacked
+    for _ in range(2):
+        narrow.add_int4(torch.randint(0, 16, (48, 64), dtype=torch.uint8), torch.rand(48, 2),
+                        torch.zeros(48, 2))
+    assert llama.fuse_int4(narrow, layers[1]) == []
+
+
 def test_int4_decoding_stays_within_bfloat16_of_float32(bot):
     """The default model decodes from 4-bit codes: its next-token logits stay as close to
     float32's as dense bfloat16's are, and its greedy reply equals float32's."""
