@@ -1,5 +1,8 @@
 """llmlab.progress: a notebook saved after a run stores finished bars, never the 0% first draw."""
 
+import copy
+import re
+
 import nbclient
 import nbformat
 
@@ -59,10 +62,6 @@ def test_pruning_keeps_shown_widgets_and_what_they_refer_to():
 def test_committed_lectures_show_no_frozen_bar_stderr_or_orphaned_widget():
     """What a learner opens on GitHub: every bar finished (or stopped where its loop ended),
     nothing on stderr, and no saved widget that no output shows."""
-    import copy
-    import re
-    from pathlib import Path
-
     from autograder.lectures import WIDGET_STATE, lectures, prune_widget_state
 
     assert lectures(), "the lectures are found"
@@ -72,12 +71,12 @@ def test_committed_lectures_show_no_frozen_bar_stderr_or_orphaned_widget():
             for out in cell.get("outputs", []):
                 text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
                 assert not (out.get("output_type") == "stream" and out.get("name") == "stderr"), \
-                    f"{Path(path).name}: output on stderr"
-                assert not re.search(r"(?<![0-9])0%\|", text), f"{Path(path).name}: a bar at 0%"
+                    f"{path.name}: output on stderr"
+                assert not re.search(r"(?<![0-9])0%\|", text), f"{path.name}: a bar at 0%"
         state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
         for model in state.values():
             values = model.get("state", {})
             if model.get("model_name") == "FloatProgressModel" and values.get("max"):
-                assert values.get("value", 0) > 0, f"{Path(path).name}: a saved bar at 0"
+                assert values.get("value", 0) > 0, f"{path.name}: a saved bar at 0"
         assert prune_widget_state(copy.deepcopy(nb)) == 0, \
-            f"{Path(path).name}: saved widgets that no output shows"
+            f"{path.name}: saved widgets that no output shows"
