@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import jsonschema
 import openai
 import pytest
 
+from llmlab import PROJECT_ROOT
+from llmlab import prompting as P
 from llmlab.chat import ChatModel
 from llmlab.llm import LOCAL_MODEL
 
@@ -274,3 +277,35 @@ def test_streamed_tool_call_comes_in_one_delta(client):
         .arguments, "the same call as the whole reply's"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
     assert chunks[-1].usage == whole.usage
+
+
+def test_prompting_bench_asks_an_endpoint_the_same_prompts(port, model, tmp_path):
+    """`bench prompting --endpoint` through the server gives the local model's own greedy
+    predictions: the reply-based methods, and the injection attacks under every defence."""
+    data = tmp_path / "mine.json"
+    items = [{"text": "Great kettle, boils fast.", "label": "positive"},
+             {"text": "It broke after a day.", "label": "negative"}] * 2
+    data.write_text(json.dumps(items))
+    env = {**os.environ, "LLMLAB_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+    proc = subprocess.run([sys.executable, "-m", "llmlab.bench", "prompting", "--endpoint",
+                           "--quick", "--sentiment", str(data)], capture_output=True, text=True,
+                          timeout=600, cwd=PROJECT_ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["llm"] == {"backend": "openai", "model": LOCAL_MODEL}
+    assert set(report["accuracy"]) == {"zero_shot_reply", "k_shot_reply",
+                                       "selected_examples_reply"}
+    labels = P.SENTIMENT_LABELS
+    assert report["accuracy"]["zero_shot_reply"] == P.accuracy(
+        P.predict_by_reply(model, items, labels), items)
+    assert set(report["injection"]) == set(P.DEFENCES) and report["attacks"] == 4
+    attacks = P.load_attacks()[:4]
+    assert report["injection"]["none"] == P.attack_success_rate(model, attacks, "none")
+
+
+def test_prompting_bench_endpoint_needs_a_base_url():
+    env = {k: v for k, v in os.environ.items() if k != "LLMLAB_LLM_BASE_URL"}
+    proc = subprocess.run([sys.executable, "-m", "llmlab.bench", "prompting", "--endpoint",
+                           "--quick"], capture_output=True, text=True, timeout=120,
+                          cwd=PROJECT_ROOT, env=env)
+    assert proc.returncode == 2 and "LLMLAB_LLM_BASE_URL" in proc.stderr

@@ -1,5 +1,6 @@
-"""`python -m llmlab.bench prompting [--sentiment FILE] [--quick]`: how well each way of asking
-the local chat model (SmolLM2-135M-Instruct) labels review sentiment. Prints one JSON line:
+"""`python -m llmlab.bench prompting [--sentiment FILE] [--endpoint] [--quick]`: how well each
+way of asking the local chat model (SmolLM2-135M-Instruct) labels review sentiment. Prints one
+JSON line:
 
     {"data", "n", "accuracy": {METHOD: …}, "seconds": {METHOD: …}, "k", "k_shot_orders": […],
      "fine_tune": {"train_seconds", "from_cache", "cache", "steps"}, "threads", "torch"}
@@ -19,12 +20,22 @@ Everything is measured on the test half of the course's sentiment set, or on FIL
 of {"text", "label": "positive" | "negative"}; the examples and the fine-tune still come from the
 course's development half). `--quick` scores 4 items with a 2-step fine-tune on 4 items, only to
 check that the benchmark runs.
+
+`--endpoint` asks the model at the OpenAI-compatible endpoint that `LLMLAB_LLM_BASE_URL`,
+`LLMLAB_LLM_API_KEY` and `LLMLAB_LLM_MODEL` name (a larger model at a provider, or the course's
+own behind `python -m llmlab.serve`) the same prompts, through `llmlab.llm.LLM`. An endpoint
+returns text, not the log-probabilities of chosen continuations, so only the methods read from
+the reply run: `zero_shot_reply`, `k_shot_reply` (the same k examples and orders as `k_shot`)
+and `selected_examples_reply`; and the prompt-injection attacks of `llmlab.prompting`, whose
+success rate per defence is reported as `injection`. The line then also holds `"llm":
+{"backend", "model"}`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -40,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--sentiment", metavar="FILE",
                         help="a JSON list of {text, label} to score instead of the test half")
+    parser.add_argument("--endpoint", action="store_true",
+                        help="ask the endpoint LLMLAB_LLM_BASE_URL names (reply-based methods "
+                             "and the injection attacks) instead of the local model")
     parser.add_argument("--quick", action="store_true", help="a smoke test on 4 items")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -59,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         items, orders, train = items[:2] + items[-2:], 2, dev[:4]
         config = P.FineTuneConfig(steps=2, batch_size=2, last_blocks=1, threads=args.threads)
     labels = P.SENTIMENT_LABELS
-    model = ChatModel.load()
     examples = P.choose_examples(dev, K, seed=0)
+    if args.endpoint:
+        return _endpoint(parser, args, items, dev, examples, orders)
+    model = ChatModel.load()
 
     accuracy, seconds = {}, {}
 
@@ -101,6 +117,55 @@ def main(argv: list[str] | None = None) -> int:
                       "cache": str(tuned.cache_path), "steps": config.steps,
                       "train_items": len(train)},
         "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    return 0
+
+
+def _endpoint(parser, args, items, dev, examples, orders) -> int:
+    """`--endpoint`: the reply-based methods and the injection attacks, through `LLM()`."""
+    from llmlab import prompting as P
+    from llmlab.llm import BASE_URL_VAR, LLM
+
+    if not os.environ.get(BASE_URL_VAR):
+        parser.error(f"--endpoint needs {BASE_URL_VAR} (and LLMLAB_LLM_API_KEY, "
+                     "LLMLAB_LLM_MODEL if the endpoint wants them)")
+    try:
+        llm = LLM("openai")
+    except Exception as exc:  # noqa: BLE001  (any failure to reach the endpoint: say which)
+        parser.error(f"cannot use the endpoint at {os.environ[BASE_URL_VAR]}: {exc}")
+    labels = P.SENTIMENT_LABELS
+    accuracy, seconds = {}, {}
+
+    def timed(name, run):
+        started = time.perf_counter()
+        value = run()
+        seconds[name] = round(time.perf_counter() - started, 2)
+        return value
+
+    accuracy["zero_shot_reply"] = round(P.accuracy(timed(
+        "zero_shot_reply", lambda: P.predict_by_reply(llm, items, labels)), items), 4)
+    shuffled = [random.Random(seed).sample(examples, len(examples)) for seed in range(orders)]
+    per_order = timed("k_shot_reply", lambda: [
+        P.accuracy(P.predict_by_reply(llm, items, labels, order), items) for order in shuffled])
+    seconds["k_shot_reply"] = round(seconds["k_shot_reply"] / orders, 2)
+    accuracy["k_shot_reply"] = round(sum(per_order) / orders, 4)
+    def selected(item):  # its K most similar development reviews, the most similar last
+        return P.predict_by_reply(llm, [item], labels,
+                                  P.select_examples(item["text"], dev, K)[::-1])[0]
+
+    accuracy["selected_examples_reply"] = round(P.accuracy(timed(
+        "selected_examples_reply", lambda: [selected(item) for item in items]), items), 4)
+    for name, value in accuracy.items():
+        print(f"{name}: {value:.3f} ({seconds[name]} s)", file=sys.stderr)
+    attacks = P.load_attacks()[: 4 if args.quick else None]
+    injection = {defence: round(timed(f"injection {defence}", lambda d=defence:
+                                      P.attack_success_rate(llm, attacks, d)), 4)
+                 for defence in P.DEFENCES}
+    print(json.dumps({
+        "data": args.sentiment or "sentiment test half", "n": len(items),
+        "llm": {"backend": llm.backend, "model": llm.model},
+        "accuracy": accuracy, "seconds": seconds, "k": K,
+        "k_shot_reply_orders": [round(a, 4) for a in per_order],
+        "injection": injection, "attacks": len(attacks)}))
     return 0
 
 
