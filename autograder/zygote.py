@@ -59,7 +59,7 @@ from pathlib import Path
 PREIMPORTS = {
     "numpy": ["numpy", "numpy.random"],
     "torch": ["torch", "torch._dynamo", "torch.optim", "torch.nn", "torch.nn.functional"],
-    "sklearn": ["sklearn", "sklearn.base", "sklearn.utils"],
+    "sklearn": ["sklearn", "sklearn.linear_model"],
     "scipy": ["scipy"],
     "pandas": ["pandas"],
 }
@@ -120,10 +120,13 @@ _CAP_VERSION_3 = 0x20080522
 
 def preimports(modules: list[str] | tuple[str, ...]) -> list[str]:
     """The modules a zygote imports for an assignment whose locked cells use `modules`."""
-    found = []
+    found: list[str] = []
     for top in sorted({m.split(".")[0] for m in modules}):
         found += PREIMPORTS.get(top, [])
-    return KERNEL_IMPORTS + found
+    # the modules themselves (a watched `numpy.random.seed` imports numpy.random)
+    found += sorted({m.rpartition(".")[0] or m for m in modules
+                     if m.split(".")[0] in PREIMPORTS and not m.split(".")[-1].startswith("_")})
+    return KERNEL_IMPORTS + list(dict.fromkeys(found))
 
 
 def imported_modules(sources: list[str]) -> list[str]:
@@ -171,7 +174,7 @@ def serve(ctl_fd: int, parent: int, modules: list[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception:  # not installed here: the kernel imports it (or fails) itself
+        except Exception:  # not a module, or not installed: the kernel imports it itself
             failed.append(name)
     pid = os.fork()  # OpenBLAS stops its threads in its fork handler; the child does nothing
     if pid == 0:
@@ -355,6 +358,7 @@ def _kernel(request: dict, stdio: list[int]) -> int:
         resource.setrlimit(which, (value, value))
     os.environ.clear()
     os.environ.update(request["env"])
+    os.environ["PWD"] = request["work"]  # as bubblewrap's --chdir sets it
     os.chdir(request["work"])
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
@@ -411,7 +415,8 @@ _BOOT = ("import sys; from autograder import zygote; zygote._BASE_PATH[:] = sys.
 class Zygote:
     """A running zygote: `spawn` hands it one kernel's listening socket and settings."""
 
-    def __init__(self, env: dict[str, str], modules: list[str]):
+    def __init__(self, env: dict[str, str], modules: list[str], folder: Path | None = None):
+        self.folder = folder  # removed on close
         self.started = time.monotonic()
         self.env, self.modules = dict(env), list(modules)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -498,16 +503,21 @@ class Zygote:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
+            if self.folder is not None:
+                import shutil
+
+                shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _ZYGOTES: dict[tuple, Zygote] = {}
 _LOCK = threading.Lock()
 
 
-def get(env: dict[str, str], modules: list[str]) -> Zygote:
-    """This process's zygote for `env` and `modules` (started on first use; one at a time: a
-    zygote for another assignment replaces it)."""
-    key = (tuple(sorted(env.items())), tuple(modules))
+def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
+    """This process's zygote for a kernel spec's environment and `modules` (started on first
+    use; one at a time: a zygote for another assignment replaces it). Its environment is a
+    kernel's (`sandbox.Policy.env`), with HOME and the config folders in a folder of its own."""
+    key = (tuple(sorted(spec_env.items())), tuple(modules))
     with _LOCK:
         zygote = _ZYGOTES.get(key)
         if zygote is not None and zygote.alive():
@@ -515,7 +525,13 @@ def get(env: dict[str, str], modules: list[str]) -> Zygote:
         for old in _ZYGOTES.values():
             old.close()
         _ZYGOTES.clear()
-        zygote = _ZYGOTES[key] = Zygote(env, modules)
+        import tempfile
+
+        from autograder import sandbox
+
+        folder = Path(tempfile.mkdtemp(prefix="ag-zygote-"))
+        zygote = Zygote(sandbox.Policy(folder, spec_env=dict(spec_env)).env(), modules, folder)
+        _ZYGOTES[key] = zygote
         return zygote
 
 
