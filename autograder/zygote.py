@@ -181,42 +181,61 @@ def serve(ctl_fd: int, parent: int, modules: list[str]) -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # helpers are reaped by the kernel
-    ctl.send(json.dumps({"ready": True, "tasks": _tasks(), "failed": failed}).encode())
+    ready = json.dumps({"ready": True, "tasks": _tasks(), "failed": failed}).encode()
+    ctl.send(ready)
+    channels = {ctl.fileno(): ctl}  # the grader's, and one per grade-class worker (`channel`)
     fd_size = array.array("i").itemsize
-    while True:
-        try:
-            msg, anc, _, _ = ctl.recvmsg(1 << 20, socket.CMSG_SPACE(4 * fd_size))
-        except InterruptedError:
-            continue
-        if not msg:
-            os._exit(0)
-        fds = array.array("i")
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - len(data) % fd_size])
-        request = json.loads(msg)
-        if _tasks() != 1:  # a fork would copy another thread's locks
-            for fd in fds:
-                os.close(fd)
-            ctl.send(json.dumps({"error": f"the zygote has {_tasks()} threads"}).encode())
-            continue
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                ctl.detach()
-                os.close(ctl_fd)
-                code = _helper(request, list(fds))
-            except BaseException as err:  # noqa: BLE001 - the helper reports and ends here
-                import traceback
+    while channels:
+        readable, _, _ = select.select(list(channels), [], [])
+        for fd in readable:
+            if fd in channels:
+                _serve_one(channels, channels[fd], fd_size, ready)
+    os._exit(0)
 
-                traceback.print_exc()
-                _report(fds[1] if len(fds) > 1 else -1, {"error": f"{type(err).__name__}: {err}"})
-            finally:
-                os._exit(code)
+
+def _serve_one(channels: dict, ctl: socket.socket, fd_size: int, ready: bytes) -> None:
+    try:
+        msg, anc, _, _ = ctl.recvmsg(1 << 20, socket.CMSG_SPACE(4 * fd_size))
+    except (InterruptedError, BlockingIOError):
+        return
+    except OSError:
+        msg, anc = b"", []
+    if not msg:  # that grader (or worker) is gone
+        del channels[ctl.fileno()]
+        ctl.close()
+        return
+    fds = array.array("i")
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fd_size])
+    request = json.loads(msg)
+    if request.get("channel") and len(fds) == 1:  # a control socket for another process
+        new = socket.socket(fileno=fds[0])
+        channels[new.fileno()] = new
+        new.send(ready)
+        return
+    if _tasks() != 1:  # a fork would copy another thread's locks
         for fd in fds:
             os.close(fd)
-        ctl.send(json.dumps({"forked": pid}).encode())
+        ctl.send(json.dumps({"error": f"the zygote has {_tasks()} threads"}).encode())
+        return
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for channel in channels.values():  # no kernel may ask the zygote for anything
+                os.close(channel.detach())
+            code = _helper(request, list(fds))
+        except BaseException as err:  # noqa: BLE001 - the helper reports and ends here
+            import traceback
+
+            traceback.print_exc()
+            _report(fds[1] if len(fds) > 1 else -1, {"error": f"{type(err).__name__}: {err}"})
+        finally:
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    ctl.send(json.dumps({"forked": pid}).encode())
 
 
 def _report(fd: int, msg: dict) -> None:
@@ -446,8 +465,32 @@ class Zygote:
                                f"the zygote has {info.get('tasks')} threads")
         return self.ready is not None
 
+    @classmethod
+    def attach(cls, fd: int, env: dict[str, str], modules: list[str]) -> Zygote:
+        """A zygote another process started (grade-class's), through the control socket `fd`
+        it handed this one (`channel`)."""
+        self = cls.__new__(cls)
+        self.folder, self.started, self.proc = None, time.monotonic(), None
+        self.env, self.modules = dict(env), list(modules)
+        self.ctl = socket.socket(fileno=fd)
+        self.lock = threading.Lock()
+        self.ready, self.failed = None, ""
+        return self
+
+    def channel(self) -> socket.socket:
+        """A new control socket for another process (a grade-class worker): kernels it asks for
+        are forks of this same zygote. Returns its end (inheritable, to pass on)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with self.lock:  # answered on the new socket, once the zygote is ready
+            self.ctl.sendmsg([json.dumps({"channel": True}).encode()],
+                             [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                               array.array("i", [theirs.fileno()]))])
+        theirs.close()
+        ours.set_inheritable(True)
+        return ours
+
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc is None or self.proc.poll() is None
 
     def spawn(self, policy, module: str, argv: list[str], report: bool = False,
               probe: tuple[str, list[str]] | None = None) -> tuple[list[str], Report | None]:
@@ -500,9 +543,10 @@ class Zygote:
         try:
             self.ctl.close()
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
+            if self.proc is not None:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self.proc.wait()
             if self.folder is not None:
                 import shutil
 
@@ -525,6 +569,13 @@ def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
         for old in _ZYGOTES.values():
             old.close()
         _ZYGOTES.clear()
+        handed = os.environ.pop(CHANNEL_ENV, "")  # grade-class's zygote, for this worker
+        if handed:
+            fd, _, handed_key = handed.partition(":")
+            if handed_key == key_text(spec_env, modules):
+                zygote = _ZYGOTES[key] = Zygote.attach(int(fd), {}, modules)
+                return zygote
+            os.close(int(fd))
         import tempfile
 
         from autograder import sandbox
@@ -533,6 +584,17 @@ def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
         zygote = Zygote(sandbox.Policy(folder, spec_env=dict(spec_env)).env(), modules, folder)
         _ZYGOTES[key] = zygote
         return zygote
+
+
+#: How grade-class hands a worker its zygote's control socket: "FD:KEY" (`key_text`).
+CHANNEL_ENV = "AUTOGRADER_ZYGOTE_CHANNEL"
+
+
+def key_text(spec_env: dict[str, str], modules: list[str]) -> str:
+    """What a handed-on zygote was started for (a worker uses it only for the same)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([sorted(spec_env.items()), modules]).encode()).hexdigest()
 
 
 def close_all() -> None:
