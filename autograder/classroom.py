@@ -393,10 +393,12 @@ def _shared_zygote(course: CourseDir) -> tuple | None:
     try:
         from jupyter_client.kernelspec import KernelSpecManager
 
-        spec_env = dict(KernelSpecManager().get_kernel_spec("python3").env or {})
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        spec_env, python = dict(spec.env or {}), spec.argv[0]
         source = nbformat.read(course.source, as_version=4)
         modules = zygote.preimports(_watched_modules(source, _blocked_imports(source)))
-        return zygote.get(spec_env, modules), zygote.key_text(spec_env, modules)
+        return (zygote.get(spec_env, modules, python),
+                zygote.key_text(spec_env, modules, python))
     except Exception:  # noqa: BLE001 - each worker starts its own zygote instead
         return None
 

@@ -85,7 +85,7 @@ class _SandboxedKernelManager(AsyncKernelManager):
                 os.path.realpath(cmd[0]) == os.path.realpath(sys.executable):
             self.policy.prepare()
             try:
-                stub, _ = zygote.get(self.policy.spec_env, self.preimport).spawn(
+                stub, _ = zygote.get(self.policy.spec_env, self.preimport, cmd[0]).spawn(
                     self.policy, cmd[2], cmd[3:])
             except Exception:  # noqa: BLE001 - the zygote is gone: bubblewrap starts this one
                 return sandbox.wrap(cmd, self.policy)

@@ -434,14 +434,15 @@ _BOOT = ("import sys; from autograder import zygote; zygote._BASE_PATH[:] = sys.
 class Zygote:
     """A running zygote: `spawn` hands it one kernel's listening socket and settings."""
 
-    def __init__(self, env: dict[str, str], modules: list[str], folder: Path | None = None):
+    def __init__(self, env: dict[str, str], modules: list[str], folder: Path | None = None,
+                 python: str = sys.executable):
         self.folder = folder  # removed on close
         self.started = time.monotonic()
         self.env, self.modules = dict(env), list(modules)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         root = str(Path(__file__).resolve().parent.parent)  # this autograder, not another's
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT.replace("import sys;", f"import sys; sys.path.insert("
+            [python, "-c", _BOOT.replace("import sys;", f"import sys; sys.path.insert("
                                                  f"1, {root!r});", 1),
              str(theirs.fileno()), str(os.getpid()), *modules],
             env=self.env, cwd="/", pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
@@ -557,11 +558,13 @@ _ZYGOTES: dict[tuple, Zygote] = {}
 _LOCK = threading.Lock()
 
 
-def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
+def get(spec_env: dict[str, str], modules: list[str], python: str = sys.executable) -> Zygote:
     """This process's zygote for a kernel spec's environment and `modules` (started on first
     use; one at a time: a zygote for another assignment replaces it). Its environment is a
-    kernel's (`sandbox.Policy.env`), with HOME and the config folders in a folder of its own."""
-    key = (tuple(sorted(spec_env.items())), tuple(modules))
+    kernel's (`sandbox.Policy.env`), with HOME and the config folders in a folder of its own;
+    `python` is the kernel spec's interpreter, as its path is (a venv's, not the one it links to:
+    sys.path depends on it)."""
+    key = (tuple(sorted(spec_env.items())), tuple(modules), python)
     with _LOCK:
         zygote = _ZYGOTES.get(key)
         if zygote is not None and zygote.alive():
@@ -572,7 +575,7 @@ def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
         handed = os.environ.pop(CHANNEL_ENV, "")  # grade-class's zygote, for this worker
         if handed:
             fd, _, handed_key = handed.partition(":")
-            if handed_key == key_text(spec_env, modules):
+            if handed_key == key_text(spec_env, modules, python):
                 zygote = _ZYGOTES[key] = Zygote.attach(int(fd), {}, modules)
                 return zygote
             os.close(int(fd))
@@ -581,7 +584,8 @@ def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
         from autograder import sandbox
 
         folder = Path(tempfile.mkdtemp(prefix="ag-zygote-"))
-        zygote = Zygote(sandbox.Policy(folder, spec_env=dict(spec_env)).env(), modules, folder)
+        zygote = Zygote(sandbox.Policy(folder, spec_env=dict(spec_env)).env(), modules, folder,
+                        python)
         _ZYGOTES[key] = zygote
         return zygote
 
@@ -590,11 +594,12 @@ def get(spec_env: dict[str, str], modules: list[str]) -> Zygote:
 CHANNEL_ENV = "AUTOGRADER_ZYGOTE_CHANNEL"
 
 
-def key_text(spec_env: dict[str, str], modules: list[str]) -> str:
+def key_text(spec_env: dict[str, str], modules: list[str], python: str) -> str:
     """What a handed-on zygote was started for (a worker uses it only for the same)."""
     import hashlib
 
-    return hashlib.sha256(json.dumps([sorted(spec_env.items()), modules]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([sorted(spec_env.items()), modules, python]).encode()
+                          ).hexdigest()
 
 
 def close_all() -> None:
