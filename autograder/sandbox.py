@@ -24,6 +24,9 @@ The whole policy is `Policy.argv`: one bubblewrap (`bwrap`) command line, in thi
   user in a user namespace that cannot create more;
 - limits (`prlimit`): processes and threads (RLIMIT_NPROC, `MAX_PROCESSES`), file size
   (RLIMIT_FSIZE, `MAX_FILE_BYTES`) and address space (`--memory-mb`).
+bubblewrap builds each kernel's sandbox around a small stub, and the kernel itself is a fork of a
+zygote that enters it (`autograder.zygote`; unless `AUTOGRADER_ZYGOTE=0`, or the probe finds that
+path broken and bubblewrap starts kernels itself). The policy is the same either way.
 `available()` starts a probe under this policy once per process and measures each property from
 inside (and, from outside, that the sandbox dies with bubblewrap); `Isolation.describe()` reports
 each. What it does not do: filter system calls (no seccomp), hide the rest of the read-only
