@@ -165,7 +165,7 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
     bar = tqdm(total=len(subs), initial=len(subs) - len(todo), desc=f"grading {assignment.name}",
                unit="nb", disable=not progress)
     gradable = sum(sub.path is not None for sub, _ in todo)
-    workers = _Workers(queued=gradable)
+    workers = _Workers(queued=gradable, zygote=_shared_zygote(course) if gradable else None)
     try:
         workers.start(min(max(1, jobs), gradable))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -186,6 +186,8 @@ def grade_class(submissions: Path, assignment_name: str, out: Path, jobs: int = 
                 bar.update(1)
     finally:
         workers.close_all()
+        if workers.zygote is not None:
+            workers.zygote[0].close()
     bar.close()
     ordered = [records[s.student] for s in subs]
     students = [s.student for s in subs]
@@ -268,11 +270,24 @@ class Worker:
     one submission at a time, each in a fresh sandboxed kernel, and is replaced after a failure
     or a timeout. Its own process group, so that a stop reaches whatever it started."""
 
-    def __init__(self) -> None:
+    def __init__(self, zygote: tuple | None = None) -> None:
         self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # its stderr
+        env, fds, channel = None, (), None
+        if zygote is not None:  # its kernels fork from grade-class's zygote (`_shared_zygote`)
+            from autograder.zygote import CHANNEL_ENV
+
+            try:
+                channel = zygote[0].channel()
+                env = {**os.environ, CHANNEL_ENV: f"{channel.fileno()}:{zygote[1]}"}
+                fds = (channel.fileno(),)
+            except OSError:  # the zygote is gone: the worker starts one of its own
+                channel = None
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder", "worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, start_new_session=True)
+                                     stderr=self.log, text=True, start_new_session=True,
+                                     env=env, pass_fds=fds)
+        if channel is not None:
+            channel.close()
 
     def grade(self, argv: list[str], timeout: float, more: bool = False) -> int | None:
         """Run one `grade` request (`more`: another submission will follow, so the worker may
@@ -315,7 +330,8 @@ class Worker:
 class _Workers:
     """One Worker per grading thread, started on first use; `close_all` ends them all."""
 
-    def __init__(self, queued: int = 0) -> None:
+    def __init__(self, queued: int = 0, zygote: tuple | None = None) -> None:
+        self.zygote = zygote  # (Zygote, key) the workers' kernels fork from, or None
         self.local = threading.local()
         self.lock = threading.Lock()
         self.all: list[Worker] = []
@@ -325,7 +341,7 @@ class _Workers:
     def start(self, n: int) -> None:
         """Start `n` workers now, so that their start overlaps the batch's own setup."""
         for _ in range(n):
-            worker = Worker()
+            worker = Worker(self.zygote)
             with self.lock:
                 self.idle.append(worker)
                 self.all.append(worker)
@@ -344,7 +360,7 @@ class _Workers:
             with self.lock:
                 worker = self.idle.pop() if self.idle else None
             if worker is None:
-                worker = Worker()
+                worker = Worker(self.zygote)
                 with self.lock:
                     self.all.append(worker)
             self.local.worker = worker
@@ -363,6 +379,28 @@ class _Workers:
             workers, self.all, self.idle = self.all, [], []
         for worker in workers:
             worker.close()
+
+
+def _shared_zygote(course: CourseDir) -> tuple | None:
+    """One zygote for every worker (autograder.zygote), started now so that its imports overlap
+    the workers' start: (zygote, key), or None when kernels are not forked here. Each worker's
+    kernels are still fresh forks of it, one per submission."""
+    from autograder import sandbox, zygote
+    from autograder.grading import _blocked_imports, _watched_modules
+
+    if not sandbox.available().forked:
+        return None
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        spec_env, python = dict(spec.env or {}), spec.argv[0]
+        source = nbformat.read(course.source, as_version=4)
+        modules = zygote.preimports(_watched_modules(source, _blocked_imports(source)))
+        return (zygote.get(spec_env, modules, python),
+                zygote.key_text(spec_env, modules, python))
+    except Exception:  # noqa: BLE001 - each worker starts its own zygote instead
+        return None
 
 
 def _grade_one(sub: Submission, assignment: Assignment, course: CourseDir, out: Path,

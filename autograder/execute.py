@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 
-from autograder import sandbox
+from autograder import sandbox, zygote
 from autograder.guard import Guard, bound_names
 from autograder.notebooks import is_instructor_cell
 
@@ -64,14 +65,32 @@ class Execution:
 
 
 class _SandboxedKernelManager(AsyncKernelManager):
-    """Launches the kernel through `sandbox.wrap` under the configured policy (None: none)."""
+    """Launches the kernel through `sandbox.wrap` under the configured policy (None: none).
+    With `preimport` set (the sandbox probe passed in a forked kernel), bubblewrap builds the
+    same sandbox around a stub, and the kernel is a fresh fork of this process's zygote for
+    those modules that enters it (autograder.zygote)."""
 
     policy: sandbox.Policy | None = None
+    preimport: list[str] | None = None
+    forked = False  # this kernel is a fork of a zygote
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
-        if self.policy is not None:  # the connection file is written by now
-            self.policy.spec_env = dict(self.kernel_spec.env or {}) if self.kernel_spec else {}
+        if self.policy is None:
+            return cmd
+        # the connection file is written by now
+        self.policy.spec_env = dict(self.kernel_spec.env or {}) if self.kernel_spec else {}
+        self.forked = False
+        if self.preimport is not None and cmd[1:3] == ["-m", "ipykernel_launcher"] and \
+                os.path.realpath(cmd[0]) == os.path.realpath(sys.executable):
+            self.policy.prepare()
+            try:
+                stub, _ = zygote.get(self.policy.spec_env, self.preimport, cmd[0]).spawn(
+                    self.policy, cmd[2], cmd[3:])
+            except Exception:  # noqa: BLE001 - the zygote is gone: bubblewrap starts this one
+                return sandbox.wrap(cmd, self.policy)
+            self.forked = True
+            return self.policy.argv(stub)
         return sandbox.wrap(cmd, self.policy)
 
 
@@ -134,6 +153,8 @@ class Runner:
             policy = sandbox.Policy(run_dir, self.hidden_paths, self.memory_mb,
                                     sandbox.kernel_uid())
             km.policy = policy
+            if self.isolation.forked:
+                km.preimport = zygote.preimports(self.guard.watched if self.guard else [])
             km.transport = "ipc"  # the kernel's network namespace is not the grader's
             km.ip = str(policy.sockets / "k")
             km.connection_file = str(run_dir / "kernel.json")

@@ -24,6 +24,9 @@ The whole policy is `Policy.argv`: one bubblewrap (`bwrap`) command line, in thi
   user in a user namespace that cannot create more;
 - limits (`prlimit`): processes and threads (RLIMIT_NPROC, `MAX_PROCESSES`), file size
   (RLIMIT_FSIZE, `MAX_FILE_BYTES`) and address space (`--memory-mb`).
+bubblewrap builds each kernel's sandbox around a small stub, and the kernel itself is a fork of a
+zygote that enters it (`autograder.zygote`; unless `AUTOGRADER_ZYGOTE=0`, or the probe finds that
+path broken and bubblewrap starts kernels itself). The policy is the same either way.
 `available()` starts a probe under this policy once per process and measures each property from
 inside (and, from outside, that the sandbox dies with bubblewrap); `Isolation.describe()` reports
 each. What it does not do: filter system calls (no seccomp), hide the rest of the read-only
@@ -40,7 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 MAX_PROCESSES = 512  # RLIMIT_NPROC: processes and threads (torch starts one per core, and more)
@@ -211,6 +214,10 @@ class Isolation:
     level: str  # "full" (every property held), "partial", or "none"
     reason: str  # why not better, or "" for full
     held: tuple[tuple[str, bool, str], ...] = ()  # (property, held, detail)
+    #: kernels are forks of a zygote (autograder.zygote) that enter their sandbox; False: each
+    #: is started inside it by bubblewrap (`launch` says why)
+    forked: bool = False
+    launch: str = ""
 
     @property
     def flags(self) -> list[str]:
@@ -227,7 +234,8 @@ class Isolation:
         parts = [f"{name} {'yes' if ok else 'NO'} ({detail})" for name, ok, detail in self.held]
         head = "isolated (bubblewrap)" if self.level == "full" else \
             f"PARTLY isolated (bubblewrap; {self.reason})"
-        return head + ": " + "; ".join(parts)
+        launch = f"; kernels {self.launch}" if self.launch else ""
+        return head + ": " + "; ".join(parts) + launch
 
 
 def platform_problem() -> str:
@@ -295,7 +303,9 @@ time.sleep(60)
 """
 
 
-def _probe() -> Isolation:
+def _probe(fork: bool = False) -> Isolation:
+    """Measure each property from inside a sandbox: a plain one (bubblewrap starts the probe) or,
+    with `fork`, one a fork of a zygote entered (autograder.zygote), as kernels will."""
     import tempfile
 
     version = "bubblewrap " + ".".join(map(str, _bwrap_version()))
@@ -313,8 +323,21 @@ def _probe() -> Isolation:
                "hidden": [str(secret.resolve())], "tmp_canary": canary.name,
                "env": list(policy.env()), "canary": "AG_PROBE_CANARY", "nproc": MAX_PROCESSES,
                "fsize": MAX_FILE_BYTES, "as": 1024 * 1024**2, "grader_uid": os.geteuid()}
+        zyg = report = None
+        if fork:
+            from autograder import zygote
+
+            zyg = zygote.Zygote(policy.env(), [])
+            try:
+                stub, report = zyg.spawn(policy, "", [], report=True,
+                                         probe=(_PROBE, [json.dumps(cfg)]))
+            except Exception:
+                zyg.close()
+                raise
+            argv = policy.argv(stub)
+        else:
+            argv = policy.argv([sys.executable, "-I", "-S", "-c", _PROBE, json.dumps(cfg)])
         info_r, info_w = os.pipe()
-        argv = policy.argv([sys.executable, "-I", "-S", "-c", _PROBE, json.dumps(cfg)])
         argv[1:1] = ["--info-fd", str(info_w)]
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -323,6 +346,8 @@ def _probe() -> Isolation:
         except OSError as err:
             os.close(info_r)
             os.close(info_w)
+            if zyg is not None:
+                zyg.close()
             return Isolation("none", f"bubblewrap could not start: {err}")
         os.close(info_w)
         try:
@@ -336,9 +361,11 @@ def _probe() -> Isolation:
                 child = json.loads(os.read(info_r, 65536) or b"{}").get("child-pid")
             except ValueError:
                 child = None
+            forked = report.read(10).get("pid") if report is not None else None
             proc.kill()  # as if the grader died: everything in the sandbox must end with it
             proc.wait(10)
-            gone = child is not None and _gone(child, 5.0)
+            gone = child is not None and _gone(child, 5.0) and (
+                report is None or forked is not None and _gone(forked, 5.0))
             held["dies_with_grader"] = (gone, "the sandbox ends with bubblewrap" if gone
                                         else "a process outlived bubblewrap")
         finally:
@@ -346,6 +373,10 @@ def _probe() -> Isolation:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if report is not None:
+                report.close()
+            if zyg is not None:
+                zyg.close()
     rows = tuple((name, bool(held[name][0]), str(held[name][1])) for name in PROPERTIES)
     missing = [name for name, ok, _ in rows if not ok]
     if missing:
@@ -385,9 +416,15 @@ def _userns_hint(err: str) -> str:
     return ""
 
 
+def zygote_wanted() -> bool:
+    """Kernels fork from a zygote unless AUTOGRADER_ZYGOTE=0 (then bubblewrap starts each)."""
+    return os.environ.get("AUTOGRADER_ZYGOTE", "1") != "0"
+
+
 @functools.cache
 def available() -> Isolation:
-    """Probe once, under the full policy, which properties hold here (see `_probe`)."""
+    """Probe once, under the full policy, which properties hold here (see `_probe`): from inside
+    a forked kernel's sandbox if that gives every property, else from a plain one."""
     problem = platform_problem()
     if problem:
         return Isolation("none", problem)
@@ -396,7 +433,16 @@ def available() -> Isolation:
     if missing:
         return Isolation("none", f"{', '.join(missing)} not found: " + (
             INSTALL_HINT if "bwrap" in missing else "install util-linux"))
-    return _probe()
+    if not zygote_wanted():
+        return replace(_probe(), launch="started by bubblewrap (AUTOGRADER_ZYGOTE=0)")
+    try:
+        forked = _probe(fork=True)
+        why = forked.reason
+    except Exception as err:  # noqa: BLE001 - any failure: kernels start the plain way
+        forked, why = None, f"{type(err).__name__}: {err}"
+    if forked is not None and forked.level == "full":
+        return replace(forked, forked=True, launch="forked from a zygote that entered the sandbox")
+    return replace(_probe(), launch=f"started by bubblewrap (zygote unusable: {why})")
 
 
 def wrap(cmd: list[str], policy: Policy | None) -> list[str]:
