@@ -116,9 +116,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # = x * rsqrt(mean(x^2) + eps) in float32 (torch's fused kernel), then the learned gain
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return normed.to(x.dtype) * self.weight
+        # = x * rsqrt(mean(x^2) + eps), which torch computes in float32 and rounds to x's dtype;
+        # then the learned gain, in x's dtype (multiplying in float32 first rounds differently)
+        return F.rms_norm(x, (x.shape[-1],), eps=self.eps) * self.weight
 
 
 def rope_angles(head_dim: int, length: int, base: float) -> torch.Tensor:
@@ -220,12 +220,15 @@ def decoding(x: torch.Tensor) -> bool:
 
 def int4_matmul(x: torch.Tensor, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """x (B, 1, in_features) times a weight held as 4-bit parts (see `Linear.add_int4`)."""
-    rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.dtype != torch.bfloat16:  # (tested, not converted: even a no-op .to() costs time)
+        rows = rows.to(torch.bfloat16)
     y = None
     for packed, scales_and_zeros in parts:  # a plain loop: sum() would add its start, 0, too
         part = torch._weight_int4pack_mm_for_cpu(rows, packed, Q4_BLOCK, scales_and_zeros)
         y = part if y is None else y.add_(part)
-    return y.view(*x.shape[:-1], -1).to(x.dtype)
+    y = y.view(*x.shape[:-1], -1)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 def fuse_int4(*linears: Linear) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -271,16 +274,15 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rotations: torch.Tensor, cache: KVCache | None = None,
                 layer: int = 0, start_pos: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
-        # (B, T, heads * head_dim) -> (B, heads, T, head_dim)
+        H, H_kv = self.n_heads, self.n_kv_heads
         if self.wqkv_int4 and decoding(x):  # one kernel call for all three projections
-            sizes = (self.wq.out_features, self.wk.out_features, self.wv.out_features)
-            q, k, v = int4_matmul(x, self.wqkv_int4).split(sizes, dim=-1)
+            qkv = int4_matmul(x, self.wqkv_int4)
         else:
-            q, k, v = self.wq(x), self.wk(x), self.wv(x)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, rotations), apply_rope(k, rotations)
+            qkv = torch.cat([self.wq(x), self.wk(x), self.wv(x)], dim=-1)
+        # (B, T, (H + 2 H_kv) * head_dim) -> (B, H + 2 H_kv, T, head_dim): q's heads, k's, v's
+        qkv = qkv.view(B, T, H + 2 * H_kv, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(qkv[:, : H + H_kv], rotations).split((H, H_kv), dim=1)  # one call
+        v = qkv[:, H + H_kv :]
         if cache is not None:  # store this step's keys and values, attend over all so far
             end = start_pos + T
             cache.k[layer, :, :, start_pos:end] = k
