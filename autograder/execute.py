@@ -1,10 +1,10 @@
 """Executing a notebook cell by cell so that one bad cell costs only what it affects.
 
 nbgrader's own executor runs the notebook in one go: a hung cell or a dead kernel loses the whole
-notebook. Here each code cell runs with its own time limit; after a hang the kernel is interrupted
-(and restarted if it ignores the interrupt), after a crash it is restarted, and in both cases the
-cells that had succeeded are replayed silently so later, unaffected tests still run. A notebook
-time limit bounds the total.
+notebook. Here each code cell runs with its own time limit. After a hang the kernel gets
+`INTERRUPT_GRACE` seconds to answer a no-op (no interrupt is sent) and is restarted if it does
+not; after a crash it is restarted. In both cases the cells that had succeeded are replayed
+silently so later, unaffected tests still run. A notebook time limit bounds the total.
 """
 
 from __future__ import annotations
