@@ -38,7 +38,6 @@ loads, are shut down by its own fork handlers, so one throwaway fork leaves it s
 from __future__ import annotations
 
 import array
-import ast
 import atexit
 import ctypes
 import json
@@ -127,22 +126,6 @@ def preimports(modules: list[str] | tuple[str, ...]) -> list[str]:
     found += sorted({m.rpartition(".")[0] or m for m in modules
                      if m.split(".")[0] in PREIMPORTS and not m.split(".")[-1].startswith("_")})
     return KERNEL_IMPORTS + list(dict.fromkeys(found))
-
-
-def imported_modules(sources: list[str]) -> list[str]:
-    """Modules that `import` statements in `sources` name (code that does not parse is skipped)."""
-    names: list[str] = []
-    for source in sources:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.append(node.module)
-    return names
 
 
 # -- the zygote process -------------------------------------------------------------------------
