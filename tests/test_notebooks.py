@@ -5,6 +5,7 @@ import csv
 import json
 import re
 import subprocess
+import symtable
 import sys
 from pathlib import Path
 
@@ -123,28 +124,90 @@ def test_every_exercise_has_honest_mutants(assignment):
         assert "# expect: passes visible" in expects, f"a mutant of {ex} passes visible tests"
 
 
+def _names(code: str) -> tuple[set[str], set[str]]:
+    """The global names `code` binds (imports aside: every import of a module binds the same
+    object) and the global names it reads, at top level or inside its functions; (None, None) if
+    it does not parse (a cell magic, say)."""
+    try:
+        table = symtable.symtable(code, "<cell>", "exec")
+    except SyntaxError:
+        return None, None
+    bound = {s.get_name() for s in table.get_symbols() if s.is_assigned() and not s.is_imported()}
+    read = set()
+    todo = [table]
+    while todo:
+        t = todo.pop()
+        todo += t.get_children()
+        read |= {s.get_name() for s in t.get_symbols()
+                 if s.is_referenced() and (t is table or s.is_global())}
+    return bound, read
+
+
+def _mutant_batches(source, mutants: list[Path]) -> list[dict[str, Path]]:
+    """Mutants packed into notebooks, at most one per exercise in each, and never two of
+    exercises that touch each other's names (a top-level name of one exercise's cells or mutants
+    that the other reads without defining it, or an answer name both define): each mutated
+    exercise is then graded exactly as if it were the notebook's only wrong answer. An exercise
+    whose cells do not all parse shares with none."""
+    answer: dict[str, set] = {}  # names an exercise's answer cell or mutants define
+    own: dict[str, set] = {}  # names any of its cells or mutants define
+    read: dict[str, set] = {}
+    codes = [(grade_id(c)[: -len("_answer")], c.source, True) for c in source.cells
+             if is_answer_cell(c)]
+    codes += [(grade_id(c).rsplit("_", 1)[0], c.source, False) for c in source.cells
+              if is_test_cell(c)]
+    codes += [(p.stem.split("__")[0], p.read_text(encoding="utf-8"), True) for p in mutants]
+    broken = set()
+    for ex, code, is_answer in codes:
+        d, r = _names(code)
+        if d is None:
+            broken.add(ex)
+            continue
+        own.setdefault(ex, set()).update(d)
+        answer.setdefault(ex, set()).update(d if is_answer else ())
+        read.setdefault(ex, set()).update(r)
+
+    def independent(a: str, b: str) -> bool:
+        if a == b or {a, b} & broken:
+            return False
+        return not (answer[a] & answer[b] or own[a] & (read[b] - own[b])
+                    or own[b] & (read[a] - own[a]))
+
+    batches: list[dict[str, Path]] = []
+    for path in mutants:
+        ex = path.stem.split("__")[0]
+        for batch in batches:
+            if all(independent(ex, other) for other in batch):
+                batch[ex] = path
+                break
+        else:
+            batches.append({ex: path})
+    return batches
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=_ids(ASSIGNMENTS))
 def test_mutants_lose_hidden_points(assignment, tmp_path):
-    """Each mutant, with every other answer correct, graded as a class in one batch."""
+    """Every mutant, with every answer it does not replace correct, graded as a class in one
+    batch. Mutants of independent exercises share a notebook (`_mutant_batches`), so a module's
+    30 mutants take a handful of kernels instead of 30."""
     source = nbformat.read(assignment.source, as_version=4)
     release = nbformat.read(ASSIGNMENTS_DIR / assignment.name / f"{assignment.notebook}.ipynb",
                             as_version=4)
     answers = {grade_id(c): c.source for c in source.cells if is_answer_cell(c)}
     folder = tmp_path / "submissions"
     folder.mkdir()
-    expected = {}
-    for path in _mutants(assignment):
-        ex = path.stem.split("__")[0]
+    batches = _mutant_batches(source, _mutants(assignment))
+    for i, batch in enumerate(batches):
         nb = release.copy()
         nb.cells = [c.copy() for c in release.cells]
         for cell in nb.cells:
             if grade_id(cell) in answers:
                 cell.source = answers[grade_id(cell)]
-            if grade_id(cell) == f"{ex}_answer":
-                cell.source = path.read_text(encoding="utf-8")
-        nbformat.write(nb, folder / f"{path.stem}.ipynb")
-        expected[path.stem] = (ex, "passes visible" in path.read_text().splitlines()[0])
+            ex = grade_id(cell)[: -len("_answer")] if grade_id(cell) in answers else None
+            if ex in batch:
+                cell.source = batch[ex].read_text(encoding="utf-8")
+        nbformat.write(nb, folder / f"batch{i:02d}.ipynb")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(folder),
                            "--assignment", assignment.name, "--out", str(out), "-j", "2",
@@ -154,14 +217,20 @@ def test_mutants_lose_hidden_points(assignment, tmp_path):
     with (out / "grades.csv").open(encoding="utf-8") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     maxima = {grade_id(c): points(c) for c in source.cells if is_test_cell(c)}
-    for stem, (ex, passes_visible) in expected.items():
-        row = rows[stem]
-        assert row["status"] == "graded", f"{stem}: {row['status']} {row['reason']}"
-        assert float(row[f"{ex}_hidden"]) == 0, f"{stem} must lose the hidden points of {ex}"
-        visible = float(row[f"{ex}_visible"]) == maxima[f"{ex}_visible"]
-        assert visible == passes_visible, f"{stem}: visible tests {'pass' if visible else 'fail'}"
-        others = [k for k in maxima if not k.startswith(f"{ex}_")]
-        assert all(float(row[k]) == maxima[k] for k in others), f"{stem} breaks other exercises"
+    for i, batch in enumerate(batches):
+        row = rows[f"batch{i:02d}"]
+        names = ", ".join(p.stem for p in batch.values())
+        assert row["status"] == "graded", f"{names}: {row['status']} {row['reason']}"
+        for ex, path in batch.items():
+            passes_visible = "passes visible" in path.read_text().splitlines()[0]
+            assert float(row[f"{ex}_hidden"]) == 0, \
+                f"{path.stem} must lose the hidden points of {ex}"
+            visible = float(row[f"{ex}_visible"]) == maxima[f"{ex}_visible"]
+            assert visible == passes_visible, \
+                f"{path.stem}: visible tests {'pass' if visible else 'fail'}"
+        others = [k for k in maxima if k.rsplit("_", 1)[0] not in batch]
+        broken = [k for k in others if float(row[k]) != maxima[k]]
+        assert not broken, f"{names} break other exercises: {broken}"
 
 
 def _blocked(assignment) -> list[str]:
