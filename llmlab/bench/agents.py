@@ -21,11 +21,11 @@ Measured on the course's task set (`llmlab/datasets/agent_tasks.json`, all 46 ta
 runs the first 2 tasks with 2 steps of 48 tokens and no few-shot turns, only to show that the
 benchmark works.
 
-Measured on 2026-12-01 on all 46 tasks (greedy, `AGENT_PROMPT`: few-shot turns, replies to
-the user start with `<tool_call>`; 3 steps of 64 tokens; one thread, load 2-4; 349 s and
-201 s):
+Measured on 2026-12-02 on all 46 tasks (greedy, `AGENT_PROMPT`: few-shot turns, replies to
+the user start with `<tool_call>`; 3 steps of 64 tokens; 2 threads, load 1.4-2; 116 s and
+82 s):
 
-    unconstrained: tool choice 0.391, valid calls 0.370, exact 0.087, task success 0.087,
+    unconstrained: tool choice 0.413, valid calls 0.370, exact 0.087, task success 0.087,
                    2.48 steps (20 of 46 stopped at the step limit)
     constrained:   tool choice 0.717, valid calls 1.000, exact 0.130, task success 0.109,
                    2.02 steps
