@@ -378,3 +378,19 @@ def test_int4_decoding_stays_within_bfloat16_of_float32(bot):
 def test_int4_decoding_needs_bfloat16():
     with pytest.raises(ValueError, match="bfloat16"):
         Llama.from_gguf(model_path(), torch.float32, int4_decode=True)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("batch, length", [(1, 1), (1, 37), (3, 600)])
+def test_grouped_query_attention_of_one_new_token_equals_repeated_heads(dtype, tol, batch,
+                                                                        length):
+    """The decoding path hands each key/value head its query heads as queries; it must equal
+    attention with every key/value head repeated for its group (torch's reference, in float32)."""
+    g = torch.Generator().manual_seed(length)
+    q = torch.randn(batch, 9, 1, 64, generator=g)
+    k, v = (torch.randn(batch, 3, length, 64, generator=g) for _ in range(2))
+    out = llama.grouped_query_attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k.repeat_interleave(3, dim=1),
+                                               v.repeat_interleave(3, dim=1))
+    assert out.shape == (batch, 9, 1, 64) and out.dtype == dtype
+    assert (out.float() - reference).abs().max() < tol
