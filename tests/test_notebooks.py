@@ -3,6 +3,7 @@
 import ast
 import csv
 import json
+import os
 import re
 import subprocess
 import symtable
@@ -174,9 +175,10 @@ def _mutant_batches(source, mutants: list[Path]) -> list[dict[str, Path]]:
                     or own[b] & (read[a] - own[a]))
 
     batches: list[dict[str, Path]] = []
+    alone = os.environ.get("LLMLAB_MUTANTS_ALONE") == "1"  # one mutant per notebook, as before
     for path in mutants:
         ex = path.stem.split("__")[0]
-        for batch in batches:
+        for batch in [] if alone else batches:
             if all(independent(ex, other) for other in batch):
                 batch[ex] = path
                 break
