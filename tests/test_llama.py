@@ -390,7 +390,8 @@ def test_grouped_query_attention_of_one_new_token_equals_repeated_heads(dtype, t
     q = torch.randn(batch, 9, 1, 64, generator=g)
     k, v = (torch.randn(batch, 3, length, 64, generator=g) for _ in range(2))
     out = llama.grouped_query_attention(q.to(dtype), k.to(dtype), v.to(dtype))
-    reference = torch.nn.functional.scaled_dot_product_attention(q, k.repeat_interleave(3, dim=1),
-                                               v.repeat_interleave(3, dim=1))
+    repeat = {"repeats": 3, "dim": 1}  # kv head j serves query heads 3j, 3j + 1, 3j + 2
+    reference = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(**repeat), v.repeat_interleave(**repeat))
     assert out.shape == (batch, 9, 1, 64) and out.dtype == dtype
     assert (out.float() - reference).abs().max() < tol
