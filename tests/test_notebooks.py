@@ -125,7 +125,7 @@ def test_every_exercise_has_honest_mutants(assignment):
         assert "# expect: passes visible" in expects, f"a mutant of {ex} passes visible tests"
 
 
-def _names(code: str) -> tuple[set[str], set[str]]:
+def _names(code: str) -> tuple[set[str] | None, set[str] | None]:
     """The global names `code` binds (imports aside: every import of a module binds the same
     object) and the global names it reads, at top level or inside its functions; (None, None) if
     it does not parse (a cell magic, say)."""
