@@ -37,16 +37,18 @@ from typing import Literal
 
 import torch
 
+from llmlab import fast_dtype
 from llmlab.gpt import sample_next
 from llmlab.llama import KVCache, Llama, gguf_fields, model_path, read_gguf, tokenizer_from_gguf
 from llmlab.tokenizer import _special_regex
 
 ROLES = ("system", "user", "assistant", "tool")
-#: The dtype ChatModel.load uses unless told otherwise (lecture 09 measures why).
-DEFAULT_DTYPE = torch.bfloat16
-#: In bfloat16, decode from the file's own 4-bit weights (`llmlab.llama.Linear`): the prompt
-#: runs on the dense bfloat16 weights, each new token on the 4-bit codes, which it reads
-#: about 2.6x fewer bytes of (`python -m llmlab.bench chat` measures both).
+#: The dtype ChatModel.load uses unless told otherwise: bfloat16 on a CPU with bfloat16 matrix
+#: instructions, float32 elsewhere (`llmlab.fast_dtype`; lecture 09 measures why).
+DEFAULT_DTYPE = fast_dtype()
+#: ChatModel.load() decodes from the file's own 4-bit weights (`llmlab.llama.Linear`): the
+#: prompt runs on the dense weights, each new token on the 4-bit codes, which it reads 2.6x
+#: (bfloat16) or 5x (float32) fewer bytes of (`python -m llmlab.bench chat` measures both).
 INT4_DECODE = True
 #: How many prompt states (KV caches) are kept for prefix reuse.
 PREFIX_STATES = 4
@@ -80,14 +82,16 @@ class ChatModel:
         self._states: OrderedDict[tuple[int, ...], KVCache] = OrderedDict()
 
     @classmethod
-    def load(cls, dtype: torch.dtype = DEFAULT_DTYPE,
+    def load(cls, dtype: torch.dtype | None = None,
              int4_decode: bool | None = None) -> ChatModel:
         """SmolLM2-135M-Instruct from the installed GGUF file (cached: later calls are free).
-        `int4_decode` (default: `INT4_DECODE` in bfloat16, off in other dtypes) decodes from the
-        file's 4-bit weights."""
+
+        `ChatModel.load()` is the course's model: `DEFAULT_DTYPE`, decoding from the file's
+        4-bit weights (`INT4_DECODE`). With a `dtype`, every weight is dense in that dtype
+        unless `int4_decode=True` (bfloat16 or float32)."""
         if int4_decode is None:
-            int4_decode = INT4_DECODE and dtype == torch.bfloat16
-        return _load(dtype, int4_decode)
+            int4_decode = INT4_DECODE and dtype is None
+        return _load(DEFAULT_DTYPE if dtype is None else dtype, int4_decode)
 
     @property
     def context_length(self) -> int:

@@ -38,13 +38,14 @@ every tensor (Q4_1, Q8_0, F32) to float32 in numpy, and casts it to `dtype`.
 
 **Decoding from the 4-bit weights.** Decoding one token multiplies a single row of activations by
 every weight matrix, so its speed is set by how many bytes of weights it reads, not by arithmetic.
-`from_gguf(path, torch.bfloat16, int4_decode=True)` also keeps every matrix the file stores in
-Q4_1 as the file's own 4-bit codes with their per-block scale and minimum (5 bits a weight instead
-of bfloat16's 16; the Q8_0 output matrix as two such 4-bit halves, 10 bits), and a forward pass
-with one position per sequence multiplies by those through
-torch's int4 kernel; longer inputs (a prompt) use the dense bfloat16 copy, which the CPU's matrix
-units multiply faster when there are many rows. The two paths round differently (the kernel keeps
-the scales in bfloat16), so their logits agree to bfloat16 precision, not bit for bit.
+`from_gguf(path, dtype, int4_decode=True)` (dtype bfloat16 or float32) also keeps every matrix
+the file stores in Q4_1 as the file's own 4-bit codes with their per-block scale and minimum
+(5 bits a weight instead of bfloat16's 16; the Q8_0 output matrix as two such 4-bit halves,
+10 bits), and a forward pass with one position per sequence multiplies by those through torch's
+int4 kernel, in bfloat16 (float32 activations are converted for it, and its result back);
+longer inputs (a prompt) use the dense copy, which the CPU multiplies faster when there are many
+rows. The two paths round differently (the kernel keeps the scales and its arithmetic in
+bfloat16), so their logits agree to bfloat16 precision, not bit for bit.
 Matrices that read the same input (wq, wk, wv; w1, w3) also get their codes stacked into one
 matrix (`fuse_int4`), so a decoding step makes 4 kernel calls per block instead of 7.
 """
@@ -396,11 +397,12 @@ class Llama(nn.Module):
     def from_gguf(cls, path, dtype: torch.dtype = torch.float32,
                   int4_decode: bool = False) -> Llama:
         """Load a llama-architecture GGUF file (a path, or a reader from `read_gguf`), every
-        tensor dequantized and cast to `dtype`. `int4_decode` (bfloat16 only) also keeps the
-        file's Q4_1 matrices as 4-bit codes for decoding (see the module docstring)."""
-        if int4_decode and dtype != torch.bfloat16:
-            raise ValueError("int4_decode needs dtype=torch.bfloat16 (torch's int4 kernel is "
-                             "fast only with bfloat16 activations)")
+        tensor dequantized and cast to `dtype`. `int4_decode` (bfloat16 or float32) also keeps
+        the file's Q4_1 matrices as 4-bit codes for decoding (see the module docstring)."""
+        if int4_decode and dtype not in (torch.bfloat16, torch.float32):
+            raise ValueError("int4_decode needs dtype=torch.bfloat16 or torch.float32 (torch's "
+                             "int4 kernel takes bfloat16 activations; float32 ones are "
+                             "converted)")
         reader = read_gguf(path) if isinstance(path, str | Path) else path
         tensors = {t.name: t for t in reader.tensors}
         config = replace(LlamaConfig.from_gguf_fields(gguf_fields(reader)),

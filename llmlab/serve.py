@@ -388,10 +388,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="the address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--dtype", default=str(DEFAULT_DTYPE).removeprefix("torch."),
-                        choices=["bfloat16", "float32"], help="the dtype of the model's weights")
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"],
+                        help="dense weights in this dtype (default: the course's model, "
+                             f"{str(DEFAULT_DTYPE).removeprefix('torch.')} on this CPU, "
+                             "decoding from 4-bit weights)")
     args = parser.parse_args(argv)
-    model = ChatModel.load(getattr(torch, args.dtype))
+    model = ChatModel.load(getattr(torch, args.dtype) if args.dtype else None)
     print(f"serving {LOCAL_MODEL} on http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
 

@@ -355,12 +355,14 @@ def test_fused_int4_codes_give_each_layers_output_unchanged():
     assert llama.fuse_int4(narrow, layers[1]) == []
 
 
-def test_int4_decoding_stays_within_bfloat16_of_float32(bot):
-    """The default model decodes from 4-bit codes: its next-token logits stay as close to
-    float32's as dense bfloat16's are, and its greedy reply equals float32's."""
-    fast = ChatModel.load(torch.bfloat16, int4_decode=True)
-    dense = ChatModel.load(torch.bfloat16, int4_decode=False)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_int4_decoding_stays_within_bfloat16_of_float32(bot, dtype):
+    """Decoding from 4-bit codes, in either dtype: the next-token logits stay as close to
+    float32's as dense bfloat16's are, and the greedy reply equals float32's."""
+    fast = ChatModel.load(dtype, int4_decode=True)
+    dense = ChatModel.load(torch.bfloat16)
     assert fast.model.layers[0].attention.wq.int4 and not dense.model.layers[0].attention.wq.int4
+    assert fast.model.dtype == dtype
     assert len(fast.model.output.int4) == 2  # the tied Q8_0 embedding as the output layer
     ids = bot.encode("The capital of France is")
     exact = bot.model(torch.tensor([ids]))[0, -1]
@@ -375,9 +377,31 @@ def test_int4_decoding_stays_within_bfloat16_of_float32(bot):
     assert fast.chat(messages, max_new_tokens=24) == bot.chat(messages, max_new_tokens=24)
 
 
-def test_int4_decoding_needs_bfloat16():
-    with pytest.raises(ValueError, match="bfloat16"):
-        Llama.from_gguf(model_path(), torch.float32, int4_decode=True)
+def test_int4_decoding_needs_bfloat16_or_float32():
+    with pytest.raises(ValueError, match="bfloat16 or torch.float32"):
+        Llama.from_gguf(model_path(), torch.float16, int4_decode=True)
+
+
+def test_the_course_model_is_the_fast_dtype_with_int4_and_a_named_dtype_is_dense(bot):
+    from llmlab.chat import DEFAULT_DTYPE
+
+    course = ChatModel.load()
+    assert course.model.dtype == DEFAULT_DTYPE and course.model.output.int4
+    assert bot.model.dtype == torch.float32 and not bot.model.output.int4
+
+
+def test_fast_dtype_follows_the_cpu_unless_llmlab_dtype_says(monkeypatch):
+    from llmlab import fast_dtype
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    monkeypatch.delenv("LLMLAB_DTYPE", raising=False)
+    assert fast_dtype() == (torch.bfloat16 if native else torch.float32)
+    for name in ("bfloat16", "float32"):
+        monkeypatch.setenv("LLMLAB_DTYPE", name)
+        assert fast_dtype() == getattr(torch, name)
+    monkeypatch.setenv("LLMLAB_DTYPE", "float16")
+    with pytest.raises(ValueError, match="bfloat16 or float32"):
+        fast_dtype()
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])

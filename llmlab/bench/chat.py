@@ -22,11 +22,13 @@ are each case's own, and prints one JSON line:
   feed-forward matrices and the output head), so tokens/s cannot exceed bandwidth / those bytes.
   `bandwidth_gb_s` is the read rate of torch's matrix–vector product on a 8192 x 8192 matrix in
   that dtype (far larger than the CPU's caches); "int4" is the read rate of torch's int4 kernel
-  (packed codes + scales) on such a matrix. In the `bfloat16+int4` case the layers that decode
-  from 4-bit codes count their packed bytes at the int4 rate, the rest at bfloat16's.
+  (packed codes + scales) on such a matrix. In the `+int4` cases the layers that decode from
+  4-bit codes count their packed bytes at the int4 rate, the rest at their dtype's.
 - cases: float32, bfloat16 and float16 with dense weights for both implementations (like for
-  like), and llmlab's `bfloat16+int4` (bfloat16, decoding from the file's 4-bit codes:
-  `llmlab.llama.Linear`), which transformers has no counterpart of.
+  like), and llmlab's `float32+int4` and `bfloat16+int4` (decoding from the file's 4-bit codes:
+  `llmlab.llama.Linear`), which transformers has no counterpart of. The default is
+  `ChatModel.load()`'s: `DEFAULT_DTYPE` (bfloat16 on a CPU with bfloat16 matrix instructions,
+  float32 elsewhere: `llmlab.fast_dtype`) with 4-bit decoding.
 - default_vs_float32: for llmlab's default dtype, the largest difference of the prompt's
   next-token logits from float32's, and the fraction of the 128 greedy tokens that agree with
   float32's before the first disagreement.
@@ -50,11 +52,11 @@ import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: llmlab's cases: the three dtypes (dense weights, like for like with transformers) and
-#: bfloat16 decoding from the file's 4-bit codes (`llmlab.llama.Linear`), which transformers
-#: has no counterpart of (its GGUF loader dequantizes every tensor).
-INT4 = "bfloat16+int4"
+#: float32 and bfloat16 decoding from the file's 4-bit codes (`llmlab.llama.Linear`), which
+#: transformers has no counterpart of (its GGUF loader dequantizes every tensor).
+INT4_CASES = {"float32+int4": torch.float32, "bfloat16+int4": torch.bfloat16}
 LLMLAB_CASES = {**{name: (dtype, False) for name, dtype in DTYPES.items()},
-                INT4: (torch.bfloat16, True)}
+                **{name: (dtype, True) for name, dtype in INT4_CASES.items()}}
 IMPLEMENTATIONS = ("llmlab", "transformers")
 
 
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from llmlab.chat import DEFAULT_DTYPE, INT4_DECODE
 
     default = next(name for name, case in LLMLAB_CASES.items()
-                   if case == (DEFAULT_DTYPE, INT4_DECODE and DEFAULT_DTYPE == torch.bfloat16))
+                   if case == (DEFAULT_DTYPE, INT4_DECODE))
     # --quick: llmlab's default against transformers' float32 (what the targets compare)
     runs = ([("llmlab", default), ("transformers", "float32")] if args.quick else
             [(impl, case) for case in LLMLAB_CASES for impl in IMPLEMENTATIONS
@@ -251,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         "default_dtype": default, "default_vs_float32": comparison, "targets": targets,
         "bandwidth_gb_s": {**{name: round(bandwidth(DTYPES[name]), 1)
                               for name in DTYPES if name in dtypes},
-                           **({"int4": round(int4_bandwidth(), 1)} if INT4 in dtypes else {})},
+                           **({"int4": round(int4_bandwidth(), 1)}
+                              if set(INT4_CASES) & set(dtypes) else {})},
         "threads": args.threads, "torch": torch.__version__,
     })
     print(json.dumps(report))
