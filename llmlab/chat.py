@@ -80,6 +80,10 @@ class ChatModel:
         self._template = env.from_string(chat_template)
         self.end_ids = {tokenizer.special_tokens[t] for t in end_tokens}
         self._states: OrderedDict[tuple[int, ...], KVCache] = OrderedDict()
+        #: {(prompt ids, continuation ids): log-probability} that
+        #: `llmlab.prompting.continuation_log_probs` computed with this model, reused when the
+        #: same pair is scored again (the weights never change after loading)
+        self.scores: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
 
     @classmethod
     def load(cls, dtype: torch.dtype | None = None,

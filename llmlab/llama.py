@@ -364,13 +364,15 @@ class Llama(nn.Module):
 
     @torch.inference_mode()
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, start_pos: int = 0,
-                last_only: bool = False) -> torch.Tensor:
+                last_only: bool = False, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab_size), float32, for the tokens idx (B, T) at positions start_pos…
 
         With a cache, the keys and values of these positions are stored in it and attention also
         reads the positions before start_pos from it; `cache.length` becomes start_pos + T.
         `last_only` returns the logits of the last position alone, (B, 1, vocab_size): all that
         generation needs, and the output layer is a fifth of this model's work per token.
+        `positions` (B, n), indices into the T positions, returns the logits at those alone,
+        (B, n, vocab_size): what scoring continuations needs.
         """
         B, T = idx.shape
         end = start_pos + T
@@ -388,6 +390,8 @@ class Llama(nn.Module):
             cache.length = end
         if last_only:
             x = x[:, -1:]
+        elif positions is not None:
+            x = x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.output(self.norm(x)).float()
 
     def num_params(self) -> int:

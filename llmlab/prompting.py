@@ -514,42 +514,65 @@ def continuation_log_probs(model, prompts: Sequence[Sequence[int]],
 
     The prompts' common prefix runs once, through `ChatModel.prefill` (so a prefix it computed
     before is reused too); what follows it runs in batches of `batch_size` rows, one row per
-    prompt and distinct continuation head (all continuations of one token share a row).
+    prompt and distinct continuation head (all continuations of one token share a row). The
+    model remembers every score it computed here (`ChatModel.scores`), so scoring the same
+    prompts again (label scoring, then calibrated label scoring) costs nothing.
     """
-    prompts = [list(map(int, p)) for p in prompts]
-    continuations = [list(map(int, c)) for c in continuations]
+    prompts = [tuple(map(int, p)) for p in prompts]
+    continuations = [tuple(map(int, c)) for c in continuations]
     if not prompts or any(not p for p in prompts):
         raise ValueError("every prompt needs at least one token")
+    memo = getattr(model, "scores", {})
+    todo = sorted({pi for pi, p in enumerate(prompts)
+                   for c in continuations if c and (p, c) not in memo})
+    if todo:
+        memo.update(_score_rows(model, [prompts[pi] for pi in todo],
+                                [c for c in dict.fromkeys(continuations) if c], batch_size))
+    scores = np.zeros((len(prompts), len(continuations)))  # an empty continuation: log 1 = 0
+    for pi, p in enumerate(prompts):
+        for ci, c in enumerate(continuations):
+            if c:
+                scores[pi, ci] = memo[p, c]
+    return scores
+
+
+def _score_rows(model, prompts: list[tuple[int, ...]], continuations: list[tuple[int, ...]],
+                batch_size: int) -> dict[tuple[tuple[int, ...], tuple[int, ...]], float]:
+    """{(prompt, continuation): log-probability} for every pair (see `continuation_log_probs`)."""
     shared = min(len(p) for p in prompts) - 1  # each prompt keeps one position of its own
     for p in prompts[1:]:
         shared = min(shared, _common_prefix_length(prompts[0], p))
     cache = model.prefill(prompts[0][:shared])[0] if shared > 0 else None
-    # rows: (prompt index, tokens after the shared prefix, [(continuation index, first pos)])
-    rows: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
-    for ci, c in enumerate(continuations):
-        if c:
-            for pi in range(len(prompts)):
-                rows[pi, tuple(c[:-1])].append(ci)
-    scores = np.zeros((len(prompts), len(continuations)))
+    # rows: (prompt index, continuation head) -> the continuations that start with that head
+    rows: dict[tuple[int, tuple[int, ...]], list[tuple[int, ...]]] = defaultdict(list)
+    for c in continuations:
+        for pi in range(len(prompts)):
+            rows[pi, c[:-1]].append(c)
+    scores = {}
     ordered = sorted(rows, key=lambda key: len(prompts[key[0]]) + len(key[1]))
     for start in range(0, len(ordered), batch_size):
         batch = ordered[start : start + batch_size]
-        tokens = [prompts[pi][shared:] + list(head) for pi, head in batch]
+        tokens = [list(prompts[pi][shared:]) + list(head) for pi, head in batch]
         width = max(len(t) for t in tokens)
         padded = torch.zeros(len(batch), width, dtype=torch.long)
         for row, t in enumerate(tokens):
             padded[row, : len(t)] = torch.tensor(t)
+        # the logits only where a continuation token is predicted: from the prompt's last
+        # position on (the rest of a row repeats its last such position)
+        n = max(len(head) for _, head in batch) + 1
+        firsts = [len(prompts[pi]) - shared - 1 for pi, _ in batch]
+        positions = torch.tensor([[f + min(j, len(head)) for j in range(n)]
+                                  for f, (_, head) in zip(firsts, batch, strict=True)])
         if cache is not None:
             logits = model.model(padded, cache.clone(max_len=shared + width,
-                                                     batch_size=len(batch)), shared)
+                                                     batch_size=len(batch)), shared,
+                                 positions=positions)
         else:
-            logits = model.model(padded)
+            logits = model.model(padded, positions=positions)
         for row, (pi, head) in enumerate(batch):
-            first = len(prompts[pi]) - shared - 1  # the position that predicts the first token
-            logp = logits[row, first : first + len(head) + 1].log_softmax(-1)
-            for ci in rows[pi, head]:
-                c = continuations[ci]
-                scores[pi, ci] = float(logp[torch.arange(len(c)), torch.tensor(c)].sum())
+            logp = logits[row, : len(head) + 1].log_softmax(-1)
+            for c in rows[pi, head]:
+                scores[prompts[pi], c] = float(logp[torch.arange(len(c)), torch.tensor(c)].sum())
     return scores
 
 

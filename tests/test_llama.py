@@ -274,6 +274,10 @@ def test_a_small_random_model_runs_with_and_without_cache():
     cache = KVCache(config, batch_size=2)
     steps = [model(ids[:, t:t + 1], cache, t) for t in range(10)]
     assert (torch.cat(steps, 1) - full).abs().max() < 1e-5
+    positions = torch.tensor([[3, 9, 9], [0, 4, 5]])  # the logits at chosen positions only
+    picked = model(ids, positions=positions)
+    assert picked.shape == (2, 3, 50)
+    assert (picked - full[torch.arange(2)[:, None], positions]).abs().max() < 1e-5
     with pytest.raises(ValueError, match="context"):
         model(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError):

@@ -325,6 +325,30 @@ def test_batched_label_scores_equal_one_by_one_scores(chat_model_f32):
                                        atol=2e-3)
 
 
+def test_scores_are_remembered_so_scoring_again_runs_no_forward_pass(chat_model_f32,
+                                                                       monkeypatch):
+    """Calibrated label scoring after label scoring (the lecture, the bench) reuses its scores."""
+    model = chat_model_f32
+    texts = [i["text"] for i in load_labelled("sentiment")[20:23]]
+    first = P.label_log_probs(model, texts, SENTIMENT_LABELS)
+
+    class NoForward:  # the same network, refusing to run
+        def __init__(self, network):
+            self.network = network
+
+        def __getattr__(self, name):
+            return getattr(self.network, name)
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("a remembered score was computed again")
+
+    monkeypatch.setattr(model, "model", NoForward(model.model))
+    np.testing.assert_array_equal(P.label_log_probs(model, texts[::-1], SENTIMENT_LABELS),
+                                  first[::-1])
+    with pytest.raises(AssertionError, match="computed again"):  # a new prompt does run
+        P.label_log_probs(model, ["A new review."], SENTIMENT_LABELS)
+
+
 def test_multi_token_continuations_equal_score(chat_model_f32):
     model = chat_model_f32
     prompts = [model.encode(model.render(P.classification_messages(i["text"], TOPIC_LABELS)))
