@@ -6,6 +6,7 @@ from importlib import metadata
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from llmlab import llama
 from llmlab.chat import PREFILL_CHUNK, ChatModel, _common_prefix
@@ -423,3 +424,30 @@ def test_grouped_query_attention_of_one_new_token_equals_repeated_heads(dtype, t
         q, k.repeat_interleave(**repeat), v.repeat_interleave(**repeat))
     assert out.shape == (batch, 9, 1, 64) and out.dtype == dtype
     assert (out.float() - reference).abs().max() < tol
+
+
+def test_native_matmul_names_the_cpu_instructions_for_each_dtype():
+    from llmlab import native_matmul
+
+    assert native_matmul(torch.float32)
+    assert native_matmul(torch.bfloat16) == (torch.cpu._is_avx512_bf16_supported()
+                                             or torch.cpu._is_amx_tile_supported())
+    assert native_matmul(torch.float16) == torch.cpu._is_amx_fp16_supported()
+    assert llama.EMULATED == {d for d in (torch.bfloat16, torch.float16) if not native_matmul(d)}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_product_with_many_rows_is_done_in_float32_where_emulated(
+        monkeypatch, dtype):
+    torch.manual_seed(0)
+    lin = llama.Linear(64, 96).to(dtype)
+    many = torch.randn(2, llama.UPCAST_ROWS // 2, 64).to(dtype)
+    one = many[:1, :1]
+    in_float32 = F.linear(many.float(), lin.weight.float()).to(dtype)
+    monkeypatch.setattr(llama, "EMULATED", frozenset({dtype}))
+    got = lin(many)
+    assert got.dtype == dtype and torch.equal(got, in_float32)  # converted, rounded once
+    assert torch.equal(lin(one), F.linear(one, lin.weight))  # one row reads the half weights
+    monkeypatch.setattr(llama, "EMULATED", frozenset())
+    assert torch.equal(lin(many), F.linear(many, lin.weight))  # native: the half product
+    assert torch.allclose(lin(many).float(), in_float32.float(), atol=0.1, rtol=0.02)
