@@ -293,7 +293,10 @@ class Attention(nn.Module):
         self.wqkv_int4: list = []  # wq, wk and wv's 4-bit codes stacked (see `fuse_int4`)
 
     def forward(self, x: torch.Tensor, rotations: torch.Tensor, cache: KVCache | None = None,
-                layer: int = 0, start_pos: int = 0) -> torch.Tensor:
+                layer: int = 0, start_pos: int = 0, last_only: bool = False) -> torch.Tensor:
+        """The attention output (B, T, dim) for x (B, T, dim); with `last_only`, that of the last
+        position alone, (B, 1, dim) (every position's keys and values are still computed and
+        cached: the last query reads them all)."""
         B, T, _ = x.shape
         H, H_kv = self.n_heads, self.n_kv_heads
         if self.wqkv_int4 and decoding(x):  # one kernel call for all three projections
@@ -309,8 +312,10 @@ class Attention(nn.Module):
             cache.k[layer, :, :, start_pos:end] = k
             cache.v[layer, :, :, start_pos:end] = v
             k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+        if last_only:
+            q = q[:, :, -1:]
         y = grouped_query_attention(q, k, v)
-        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+        return self.wo(y.transpose(1, 2).reshape(B, q.shape[2], -1))
 
 
 def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -357,8 +362,11 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
         self.feed_forward = FeedForward(config)
 
-    def forward(self, x, rotations, cache=None, layer=0, start_pos=0):
-        h = x + self.attention(self.attention_norm(x), rotations, cache, layer, start_pos)
+    def forward(self, x, rotations, cache=None, layer=0, start_pos=0, last_only=False):
+        """x (B, T, dim) -> (B, T, dim); with `last_only`, the last position's alone (B, 1, dim)."""
+        attended = self.attention(self.attention_norm(x), rotations, cache, layer, start_pos,
+                                  last_only)
+        h = (x[:, -1:] if last_only else x) + attended
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -390,7 +398,10 @@ class Llama(nn.Module):
         With a cache, the keys and values of these positions are stored in it and attention also
         reads the positions before start_pos from it; `cache.length` becomes start_pos + T.
         `last_only` returns the logits of the last position alone, (B, 1, vocab_size): all that
-        generation needs, and the output layer is a fifth of this model's work per token.
+        generation needs, and the output layer is a fifth of this model's work per token. The last
+        block then computes only that position's attention output and feed-forward, too (its
+        keys and values are still cached for all of them): the other positions' results would
+        be thrown away.
         `positions` (B, n), indices into the T positions, returns the logits at those alone,
         (B, n, vocab_size): what scoring continuations needs.
         """
@@ -404,13 +415,12 @@ class Llama(nn.Module):
                              "cached positions")
         rotations = self.rotations[start_pos:end]
         x = self.tok_embeddings(idx)
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, rotations, cache, i, start_pos)
+            x = layer(x, rotations, cache, i, start_pos, last_only and i == last)
         if cache is not None:
             cache.length = end
-        if last_only:
-            x = x[:, -1:]
-        elif positions is not None:
+        if positions is not None:
             x = x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.output(self.norm(x)).float()
 

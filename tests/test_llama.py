@@ -143,6 +143,22 @@ def test_kv_cache_decoding_equals_full_forward_at_every_step(bot):
     assert cache.length == len(seq)
 
 
+def test_last_only_gives_the_full_forwards_last_logits_and_caches_every_position(bot):
+    """`last_only` skips the last block's work for the other positions: the logits are the full
+    pass's last row (another summation order, so within 1e-5 of their scale), and the cache
+    holds every position's keys and values, so decoding goes on from it as from a full pass."""
+    ids = torch.tensor([bot.encode(PROMPTS[0])])
+    full = bot.model(ids)[:, -1:]
+    assert bot.model(ids, last_only=True).shape == full.shape
+    trimmed, plain = bot.model.new_cache(max_len=ids.shape[1] + 1), bot.model.new_cache()
+    last = bot.model(ids, trimmed, last_only=True)
+    bot.model(ids, plain)
+    assert (last - full).abs().max() <= 1e-5 * full.abs().max()
+    n = ids.shape[1]
+    assert torch.equal(trimmed.k[:, :, :, :n], plain.k[:, :, :, :n])
+    assert torch.equal(trimmed.v[:, :, :, :n], plain.v[:, :, :, :n])
+
+
 def test_a_chunk_after_the_cache_sees_the_cache_and_itself_causally(bot):
     ids = bot.encode(PROMPTS[2] + " 6, 7, 8")
     full = bot.model(torch.tensor([ids]))
