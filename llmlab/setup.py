@@ -247,9 +247,11 @@ def lab_command(port: int, browser: bool, is_root: bool, token: str = "",
 
 def lab(port: int, browser: bool, instructor_root: Path | None = None) -> None:
     """Start JupyterLab: for learners on this repository with nbgrader's instructor tools hidden,
-    or (`instructor_root`) for an instructor on a grading folder with every nbgrader tool."""
+    or (`instructor_root`) for an instructor on a grading folder with every nbgrader tool.
+    Runs `prepare` first, so the offline assets are in place even if `.cache` was deleted."""
     import secrets
 
+    prepare()  # a deleted .cache (say, to re-run a lecture from an empty cache) is restored
     os.environ.update(kernel_env())
     if instructor_root is None:
         extra = os.environ.get("JUPYTER_CONFIG_PATH")
