@@ -72,8 +72,27 @@ def _needed() -> list[Path]:
 
 
 def kernel_uid() -> int | None:
-    """The uid a kernel runs as when the grader is root (None: it keeps the grader's uid)."""
-    return KERNEL_UID_BASE + os.getpid() if os.geteuid() == 0 else None
+    """The uid a kernel runs as when the grader is root (None: it keeps the grader's uid, as
+    for a grader that is not root, and as for a root whose user namespace maps no other uid:
+    a rootless container, `unshare -r`)."""
+    if os.geteuid() != 0:
+        return None
+    uid = KERNEL_UID_BASE + os.getpid()
+    return uid if uid_mapped(uid) else None
+
+
+def uid_mapped(uid: int, uid_map: Path = Path("/proc/self/uid_map")) -> bool:
+    """Whether this process's user namespace maps `uid` (so files can be given to it); True
+    where the kernel has no such file."""
+    try:
+        lines = uid_map.read_text().splitlines()
+    except OSError:
+        return True
+    for line in lines:
+        inside, _, count = (int(x) for x in line.split())
+        if inside <= uid < inside + count:
+            return True
+    return False
 
 
 @functools.cache

@@ -265,3 +265,15 @@ def test_sandbox_dies_with_the_grader(tmp_path, toy_solutions, toy_release):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_uid_mapped_reads_the_user_namespaces_map(tmp_path):
+    # a root whose namespace maps only itself (a rootless container, `unshare -r`) cannot hand
+    # files to another uid: the kernel then keeps the grader's uid instead of failing in chown
+    only_root = tmp_path / "uid_map"
+    only_root.write_text("         0       1000          1\n")
+    assert sandbox.uid_mapped(0, only_root) and not sandbox.uid_mapped(60001, only_root)
+    everything = tmp_path / "uid_map_init"
+    everything.write_text("         0          0 4294967295\n")
+    assert sandbox.uid_mapped(60001, everything)
+    assert sandbox.uid_mapped(60001, tmp_path / "missing")
