@@ -191,7 +191,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_lab_restores_a_deleted_tiktoken_cache_before_starting(tmp_path, monkeypatch):
     from llmlab import setup
 
@@ -200,22 +199,24 @@ def test_lab_restores_a_deleted_tiktoken_cache_before_starting(tmp_path, monkeyp
     monkeypatch.setattr(setup.prepare_tiktoken, "__defaults__", (cache,))
     for writer in ("write_kernelspec", "write_startup_file", "write_learner_config"):
         monkeypatch.setattr(setup, writer, lambda: tmp_path)
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # lab sets the kernel's variables
     monkeypatch.setattr(os, "chdir", lambda path: None)
 
     class Started(Exception):
         pass
 
-    def execv(path, argv):
+    def start(*args):
         raise Started
 
-    monkeypatch.setattr(os, "execv", execv)
-    monkeypatch.setattr(subprocess, "call", lambda cmd: (_ for _ in ()).throw(Started()))
+    monkeypatch.setattr(os, "execv", start)
+    monkeypatch.setattr(subprocess, "call", start)
     with pytest.raises(Started):
         setup.lab(port=_free_port(), browser=False)
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         setup.tiktoken_cache_path(e, cache).name for e in setup.ENCODINGS)
 
 
+@pytest.mark.slow
 def test_make_lab_serves_jupyterlab():
     port = _free_port()
     proc = subprocess.Popen(["make", "lab", f"PORT={port}"], cwd=ROOT, stdout=subprocess.PIPE,
