@@ -4,6 +4,7 @@ the same GGUF file with its own code (dequantization, un-permuted RoPE rows, tok
 import os
 from importlib import metadata
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -306,6 +307,35 @@ def test_kv_cache_bytes_formula():
     assert llama.kv_cache_bytes(30, 3, 64, 8192, 2) == 188_743_680
     cache = KVCache(LlamaConfig(), max_len=8192, dtype=torch.bfloat16)
     assert cache.nbytes() == 188_743_680
+
+
+def test_read_gguf_gives_the_gguf_packages_metadata_and_tensors():
+    """llmlab's reader against the `gguf` package's, on the model file: every metadata value
+    (and its Python type), and every tensor's name, type, shape and raw bytes."""
+    import gguf
+
+    mine, theirs = llama.read_gguf(model_path()), gguf.GGUFReader(model_path())
+    fields = llama.gguf_fields(theirs)
+    assert list(mine.fields) == list(fields)
+    for key, value in fields.items():
+        assert mine.fields[key] == value and type(mine.fields[key]) is type(value), key
+    assert len(mine.tensors) == len(theirs.tensors) == 272
+    for a, b in zip(mine.tensors, theirs.tensors, strict=True):
+        assert (a.name, a.tensor_type, a.shape) == (b.name, b.tensor_type, tuple(b.shape.tolist()))
+        assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape, a.name
+        assert np.array_equal(a.data, b.data), a.name
+        assert not a.data.flags.writeable  # a view of the file, never a copy to write into
+
+
+def test_read_gguf_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        llama.read_gguf(tmp_path / "nothing.gguf")
+    (tmp_path / "x.gguf").write_bytes(b"GGML" + bytes(20))
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        llama.read_gguf(tmp_path / "x.gguf")
+    (tmp_path / "big.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "big") + bytes(16))
+    with pytest.raises(ValueError, match="big-endian"):
+        llama.read_gguf(tmp_path / "big.gguf")
 
 
 def test_tokenizer_from_gguf_refuses_an_unknown_pre_tokenizer():
