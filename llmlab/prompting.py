@@ -18,11 +18,15 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from llmlab.llama import KVCache
 
 #: The folder of the data sets written for module 10.
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
@@ -771,7 +775,15 @@ def fine_tune_classifier(items: Sequence[dict], labels: Sequence[str],
 
 def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction, first_block,
                 progress) -> list[float]:
-    """The training loop of `fine_tune_classifier`; returns the loss of every step."""
+    """The training loop of `fine_tune_classifier`; returns the loss of every step.
+
+    Every prompt starts with the same tokens (system message, instruction), about two thirds of
+    each. The blocks below `first_block` are frozen, so their hidden states are computed once,
+    before training: the shared prefix once, each item's own tokens after it from the prefix's
+    keys and values. In the trained blocks the prefix's hidden states depend on the LoRA weights,
+    so every step recomputes them, but once per step, not once per item (`_shared_prefix_blocks`):
+    the same loss and gradients as running every full prompt, for about half the work."""
+    from llmlab.llama import KVCache
     from llmlab.progress import tqdm
 
     sequences, targets = [], []
@@ -781,12 +793,18 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
         answer = chat.tokenizer.encode(item["label"], allowed_special="none")
         sequences.append(prompt + answer[:-1])
         targets.append((len(prompt) - 1, answer))  # the positions predicting the answer
+    # the shared prefix; every item keeps the positions that predict its answer after it
+    shared = min(min(t[0] for t in targets),
+                 min(_common_prefix_length(sequences[0], s) for s in sequences))
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        with torch.no_grad():  # the frozen blocks below the first LoRA block: once, up front
-            features = [_run_blocks(model, model.tok_embeddings(torch.tensor([s])), 0,
-                                    first_block)[0] for s in sequences]
+        with torch.no_grad():  # the frozen blocks: once, up front
+            cache = KVCache(model.config, 1, max(map(len, sequences)), torch.float32)
+            prefix = _run_blocks(model, model.tok_embeddings(torch.tensor([sequences[0][:shared]])),
+                                 0, first_block, cache)
+            own = [_run_blocks(model, model.tok_embeddings(torch.tensor([s[shared:]])), 0,
+                               first_block, cache, shared)[0] for s in sequences]
         params = [p for p in model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.steps)
@@ -798,13 +816,14 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
             if len(order) < config.batch_size:
                 order += torch.randperm(len(items), generator=generator).tolist()
             batch, order = order[: config.batch_size], order[config.batch_size:]
-            width = max(len(sequences[i]) for i in batch)
+            width = max(len(own[i]) for i in batch)
             x = torch.zeros(len(batch), width, model.config.dim)
             for row, i in enumerate(batch):  # right padding: causal attention never reads it
-                x[row, : len(sequences[i])] = features[i]
-            hidden = model.norm(_run_blocks(model, x, first_block, len(model.layers)))
+                x[row, : len(own[i])] = own[i]
+            hidden = model.norm(_shared_prefix_blocks(model, prefix, x, first_block))
             rows = [row for row, i in enumerate(batch) for _ in targets[i][1]]
-            positions = [targets[i][0] + j for i in batch for j in range(len(targets[i][1]))]
+            positions = [targets[i][0] - shared + j for i in batch
+                         for j in range(len(targets[i][1]))]
             answers = torch.tensor([t for i in batch for t in targets[i][1]])
             logits = model.output(hidden[rows, positions])
             loss = torch.nn.functional.cross_entropy(logits, answers)
@@ -819,10 +838,35 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
     return losses
 
 
-def _run_blocks(model, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Blocks start…stop-1 of a `Llama` on hidden states x (B, T, dim), without a cache and
-    outside `Llama.forward`'s inference mode, so gradients can flow."""
-    rotations = model.rotations[: x.shape[1]]
-    for layer in model.layers[start:stop]:
-        x = layer(x, rotations)
+def _run_blocks(model, x: torch.Tensor, start: int, stop: int, cache: KVCache | None = None,
+                start_pos: int = 0) -> torch.Tensor:
+    """Blocks start…stop-1 of a `Llama` on hidden states x (B, T, dim) at positions start_pos…,
+    outside `Llama.forward`'s inference mode, so gradients can flow; with a cache as in
+    `Llama.forward` (its layer i holds block i's keys and values)."""
+    rotations = model.rotations[start_pos : start_pos + x.shape[1]]
+    for i in range(start, stop):
+        x = model.layers[i](x, rotations, cache, i, start_pos)
+    return x
+
+
+def _shared_prefix_blocks(model, prefix: torch.Tensor, x: torch.Tensor, start: int
+                          ) -> torch.Tensor:
+    """Blocks start… on rows x (B, T, dim) that all follow the same prefix (1, P, dim): the
+    rows' hidden states, as if each row ran with the prefix in front of it.
+
+    In each block the prefix runs once; its keys and values, repeated for every row, are what
+    the rows' attention reads before their own. Each block gets caches of its own, written once
+    each, because autograd keeps the tensors attention read for the backward pass."""
+    from llmlab.llama import KVCache
+
+    one_block = replace(model.config, n_layers=1)
+    P, (B, T, _) = prefix.shape[1], x.shape
+    for i in range(start, len(model.layers)):
+        alone = KVCache(one_block, 1, P, x.dtype)
+        rows = KVCache(one_block, B, P + T, x.dtype)
+        next_prefix = model.layers[i](prefix, model.rotations[:P], alone, 0, 0)
+        rows.k[:, :, :, :P] = alone.k  # the same prefix before every row
+        rows.v[:, :, :, :P] = alone.v
+        x = model.layers[i](x, model.rotations[P : P + T], rows, 0, P)
+        prefix = next_prefix
     return x

@@ -406,3 +406,53 @@ def test_fine_tune_is_cached_and_reloaded(monkeypatch, tmp_path, chat_model):
     texts = [i["text"] for i in items[:2]]
     np.testing.assert_allclose(P.label_log_probs(second.model, texts, SENTIMENT_LABELS),
                                P.label_log_probs(first.model, texts, SENTIMENT_LABELS))
+
+
+def test_shared_prefix_training_pass_equals_full_prompts():
+    """The fine-tune's trained blocks run the shared prompt prefix once per step, not once per
+    row: the rows' hidden states and the LoRA gradients equal those of running every full
+    prompt (a small random model in float64, so that rounding cannot hide a difference)."""
+    from llmlab.llama import KVCache, Llama, LlamaConfig
+    from llmlab.lora import add_lora
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, dim=32, n_layers=3, n_heads=4, n_kv_heads=2, ffn_dim=48,
+                         context_length=32, tied_embeddings=True)
+    model = Llama(config).double()
+    model.rotations = model.rotations.to(torch.complex128)
+    add_lora(model, 4, 8.0, tuple(f"layers.{i}.{t}" for i in (1, 2) for t in P.LORA_TARGETS),
+             generator=torch.Generator().manual_seed(1))
+    for p in model.parameters():  # LoRA's B starts at zero: make the update matter
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.3)
+    lora = [p for p in model.parameters() if p.requires_grad]
+    prefix_ids, own_ids = [3, 1, 4, 1, 5, 9, 2], [[6, 5, 3, 5], [8, 9], [7, 9, 3]]
+    width = max(map(len, own_ids))
+
+    def loss_of(hidden):  # a scalar of every real (not padded) position
+        return sum((hidden[r, : len(o)] * torch.arange(1, 33)).sum() for r, o in enumerate(own_ids))
+
+    with torch.no_grad():
+        cache = KVCache(config, 1, len(prefix_ids) + width, torch.float64)
+        prefix = P._run_blocks(model, model.tok_embeddings(torch.tensor([prefix_ids])), 0, 1,
+                               cache)
+        own = [P._run_blocks(model, model.tok_embeddings(torch.tensor([o])), 0, 1, cache,
+                             len(prefix_ids))[0] for o in own_ids]
+    x = torch.zeros(len(own_ids), width, config.dim, dtype=torch.float64)
+    for row, h in enumerate(own):
+        x[row, : len(h)] = h
+    shared = P._shared_prefix_blocks(model, prefix, x, 1)
+    grads = torch.autograd.grad(loss_of(shared), lora)
+
+    full_ids = torch.zeros(len(own_ids), len(prefix_ids) + width, dtype=torch.long)
+    for row, o in enumerate(own_ids):
+        full_ids[row, : len(prefix_ids) + len(o)] = torch.tensor(prefix_ids + o)
+    full = P._run_blocks(model, model.tok_embeddings(full_ids), 0, 3)[:, len(prefix_ids):]
+    full_grads = torch.autograd.grad(loss_of(full), lora)
+    for r, o in enumerate(own_ids):
+        torch.testing.assert_close(shared[r, : len(o)], full[r, : len(o)], rtol=1e-10, atol=1e-10)
+    assert all(g.abs().max() > 0 for g in full_grads)
+    for g, ref in zip(grads, full_grads, strict=True):
+        # within 1e-5 of the gradient's scale: RoPE rotates in float32 even here, so the sums
+        # of its backward pass round at float32's precision
+        assert (g - ref).abs().max() <= 1e-5 * ref.abs().max()
