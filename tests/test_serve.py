@@ -298,8 +298,8 @@ def test_prompting_bench_asks_an_endpoint_the_same_prompts(port, model, tmp_path
     labels = P.SENTIMENT_LABELS
     assert report["accuracy"]["zero_shot_reply"] == P.accuracy(
         P.predict_by_reply(model, items, labels), items)
-    assert set(report["injection"]) == set(P.DEFENCES) and report["attacks"] == 4
-    attacks = P.load_attacks()[:4]
+    assert set(report["injection"]) == set(P.DEFENCES) and report["attacks"] == 2
+    attacks = P.load_attacks()[:2]
     assert report["injection"]["none"] == P.attack_success_rate(model, attacks, "none")
 
 

@@ -18,8 +18,8 @@ Methods (`llmlab.prompting`), all on the same zero-shot instruction:
 
 Everything is measured on the test half of the course's sentiment set, or on FILE (a JSON list
 of {"text", "label": "positive" | "negative"}; the examples and the fine-tune still come from the
-course's development half). `--quick` scores 4 items with a 2-step fine-tune on 4 items, only to
-check that the benchmark runs.
+course's development half). `--quick` scores 4 items with a 2-step fine-tune on 4 items (with
+`--endpoint`: 4 items and the first 2 attacks), only to check that the benchmark runs.
 
 `--endpoint` asks the model at the OpenAI-compatible endpoint that `LLMLAB_LLM_BASE_URL`,
 `LLMLAB_LLM_API_KEY` and `LLMLAB_LLM_MODEL` name (a larger model at a provider, or the course's
@@ -44,6 +44,7 @@ import torch
 
 K = 4
 ORDERS = 5
+QUICK_ATTACKS = 2  # each one is a reply of up to 48 tokens per defence
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +157,7 @@ def _endpoint(parser, args, items, dev, examples, orders) -> int:
         "selected_examples_reply", lambda: [selected(item) for item in items]), items), 4)
     for name, value in accuracy.items():
         print(f"{name}: {value:.3f} ({seconds[name]} s)", file=sys.stderr)
-    attacks = P.load_attacks()[: 4 if args.quick else None]
+    attacks = P.load_attacks()[: QUICK_ATTACKS if args.quick else None]
     injection = {defence: round(timed(f"injection {defence}", lambda d=defence:
                                       P.attack_success_rate(llm, attacks, d)), 4)
                  for defence in P.DEFENCES}
