@@ -60,7 +60,6 @@ import math
 import mmap
 import struct
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -523,14 +522,13 @@ _GGUF_PLAIN = {0: np.float32, 1: np.float16, 24: np.int8, 25: np.int16, 26: np.i
                27: np.int64, 28: np.float64}
 
 
-@lru_cache(maxsize=4)
 def read_gguf(path: str | Path) -> GGUFFile:
     """The metadata and tensors of a little-endian GGUF file (version 2 or 3); the tensor data
-    stays memory-mapped (nothing is read until it is used). Parsed once per process and file.
+    stays memory-mapped (nothing is read until it is used).
 
     The `gguf` package's reader gives the same metadata and tensors (a test compares them), but
     builds a numpy view for every string of the vocabulary and merges: about 4 s for this
-    model's file against 0.1 s here, paid by every program that loads the model.
+    model's file against 0.2 s here, paid by every program that loads the model.
     Layout: magic "GGUF", version (uint32), tensor count and metadata count (uint64); each
     metadata entry a key string, a value type (uint32) and the value; each tensor a name, its
     number of dimensions (uint32), the dimensions (uint64 each), its type (uint32) and the
