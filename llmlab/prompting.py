@@ -782,7 +782,7 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
     before training: the shared prefix once, each item's own tokens after it from the prefix's
     keys and values. In the trained blocks the prefix's hidden states depend on the LoRA weights,
     so every step recomputes them, but once per step, not once per item (`_shared_prefix_blocks`):
-    the same loss and gradients as running every full prompt, for about half the work."""
+    the same loss and gradients as running every full prompt, on less than half the tokens."""
     from llmlab.llama import KVCache
     from llmlab.progress import tqdm
 
