@@ -11,13 +11,14 @@ The labelled sets written for the course live in `llmlab/datasets/` (see its REA
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import random
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -478,6 +479,12 @@ INSTRUCTIONS: dict[tuple[str, ...], str] = {
 CLASSIFY_TEMPLATE = "{instruction}\n\nText: {text}"
 #: Content-free inputs for calibration (Zhao et al. 2021, "Calibrate before use").
 CONTENT_FREE = ("N/A", "", "[MASK]")
+#: Batched scoring (`continuation_log_probs`): a batch's rows share a KV cache of at most this
+#: many positions in all (8192 positions of this model: 189 MB in bfloat16, 377 MB in float32)...
+SCORE_BATCH_POSITIONS = 8192
+#: ... and at most this many rows. On 2 cores, 74 reviews score in 1.8 s in batches of 32 rows
+#: against 2.3 s in batches of 8 (zero-shot; 3.6 s against 4.8 s with 8 examples in the prompt).
+SCORE_BATCH_ROWS = 32
 
 
 def instruction_for(labels: Sequence[str]) -> str:
@@ -511,14 +518,16 @@ def label_forms(label: str) -> list[str]:
 
 def continuation_log_probs(model, prompts: Sequence[Sequence[int]],
                            continuations: Sequence[Sequence[int]],
-                           batch_size: int = 8) -> np.ndarray:
+                           batch_size: int | None = None) -> np.ndarray:
     """log P(continuation | prompt) in nats, (len(prompts), len(continuations)), for token-id
     prompts and continuations of a `ChatModel` — what `ChatModel.score` gives one prompt at a
     time, for many prompts at once.
 
     The prompts' common prefix runs once, through `ChatModel.prefill` (so a prefix it computed
-    before is reused too); what follows it runs in batches of `batch_size` rows, one row per
-    prompt and distinct continuation head (all continuations of one token share a row). The
+    before is reused too); what follows it runs in batches of rows, one row per prompt and
+    distinct continuation head (all continuations of one token share a row): `batch_size` rows,
+    or by default as many as keep a batch's KV cache within `SCORE_BATCH_POSITIONS` positions
+    (at most `SCORE_BATCH_ROWS`; bigger batches are faster, up to about 32 rows here). The
     model remembers every score it computed here (`ChatModel.scores`), so scoring the same
     prompts again (label scoring, then calibrated label scoring) costs nothing.
     """
@@ -541,12 +550,9 @@ def continuation_log_probs(model, prompts: Sequence[Sequence[int]],
 
 
 def _score_rows(model, prompts: list[tuple[int, ...]], continuations: list[tuple[int, ...]],
-                batch_size: int) -> dict[tuple[tuple[int, ...], tuple[int, ...]], float]:
+                batch_size: int | None) -> dict[tuple[tuple[int, ...], tuple[int, ...]], float]:
     """{(prompt, continuation): log-probability} for every pair (see `continuation_log_probs`)."""
-    shared = min(len(p) for p in prompts) - 1  # each prompt keeps one position of its own
-    for p in prompts[1:]:
-        shared = min(shared, _common_prefix_length(prompts[0], p))
-    cache = model.prefill(prompts[0][:shared])[0] if shared > 0 else None
+    shared, cache = _shared_prefix(model, prompts)
     # rows: (prompt index, continuation head) -> the continuations that start with that head
     rows: dict[tuple[int, tuple[int, ...]], list[tuple[int, ...]]] = defaultdict(list)
     for c in continuations:
@@ -554,30 +560,62 @@ def _score_rows(model, prompts: list[tuple[int, ...]], continuations: list[tuple
             rows[pi, c[:-1]].append(c)
     scores = {}
     ordered = sorted(rows, key=lambda key: len(prompts[key[0]]) + len(key[1]))
-    for start in range(0, len(ordered), batch_size):
-        batch = ordered[start : start + batch_size]
-        tokens = [list(prompts[pi][shared:]) + list(head) for pi, head in batch]
-        width = max(len(t) for t in tokens)
-        padded = torch.zeros(len(batch), width, dtype=torch.long)
-        for row, t in enumerate(tokens):
-            padded[row, : len(t)] = torch.tensor(t)
+    for batch in _batches(ordered, lambda key: len(prompts[key[0]]) + len(key[1]), batch_size):
         # the logits only where a continuation token is predicted: from the prompt's last
-        # position on (the rest of a row repeats its last such position)
-        n = max(len(head) for _, head in batch) + 1
-        firsts = [len(prompts[pi]) - shared - 1 for pi, _ in batch]
-        positions = torch.tensor([[f + min(j, len(head)) for j in range(n)]
-                                  for f, (_, head) in zip(firsts, batch, strict=True)])
-        if cache is not None:
-            logits = model.model(padded, cache.clone(max_len=shared + width,
-                                                     batch_size=len(batch)), shared,
-                                 positions=positions)
-        else:
-            logits = model.model(padded, positions=positions)
+        # position on
+        logits = _run_rows(model, cache, shared, [prompts[pi] + head for pi, head in batch],
+                           [len(prompts[pi]) - 1 for pi, _ in batch])
         for row, (pi, head) in enumerate(batch):
             logp = logits[row, : len(head) + 1].log_softmax(-1)
             for c in rows[pi, head]:
                 scores[prompts[pi], c] = float(logp[torch.arange(len(c)), torch.tensor(c)].sum())
     return scores
+
+
+def _shared_prefix(model, prompts: Sequence[tuple[int, ...]]) -> tuple[int, KVCache | None]:
+    """The length of the prompts' common prefix (each prompt keeps one position of its own)
+    and, if it is not empty, the cache of that prefix (`ChatModel.prefill`)."""
+    shared = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        shared = min(shared, _common_prefix_length(prompts[0], p))
+    return shared, (model.prefill(prompts[0][:shared])[0] if shared > 0 else None)
+
+
+def _run_rows(model, cache: KVCache | None, shared: int, rows: list[tuple[int, ...]],
+              firsts: list[int]) -> torch.Tensor:
+    """Run `rows` (token ids that all start with the `shared` tokens in `cache`) as one batch
+    after that prefix, padded at the end, and return for row r the logits at its positions
+    firsts[r], firsts[r] + 1, ... to its end, (B, n, V) (a shorter row repeats its last one).
+    Attention is causal, so the padding after a row's tokens never changes their logits."""
+    tokens = [row[shared:] for row in rows]
+    width = max(len(t) for t in tokens)
+    padded = torch.zeros(len(rows), width, dtype=torch.long)
+    for r, t in enumerate(tokens):
+        padded[r, : len(t)] = torch.tensor(t)
+    n = max(len(row) - first for row, first in zip(rows, firsts, strict=True))
+    positions = torch.tensor([[min(first + j, len(row) - 1) - shared for j in range(n)]
+                              for row, first in zip(rows, firsts, strict=True)])
+    if cache is None:
+        return model.model(padded, positions=positions)
+    return model.model(padded, cache.clone(max_len=shared + width, batch_size=len(rows)), shared,
+                       positions=positions)
+
+
+def _batches(ordered: list, length: Callable, batch_size: int | None) -> Iterator[list]:
+    """`ordered` (shortest first) cut into batches of `batch_size`, or by default of as many
+    rows as fit `SCORE_BATCH_POSITIONS` cached positions (each row as long as the batch's last),
+    between 1 and `SCORE_BATCH_ROWS` rows."""
+    batch: list = []
+    for key in ordered:
+        rows = len(batch) + 1
+        full = (rows > batch_size if batch_size else
+                rows > SCORE_BATCH_ROWS or rows * length(key) > SCORE_BATCH_POSITIONS)
+        if batch and full:
+            yield batch
+            batch = []
+        batch.append(key)
+    if batch:
+        yield batch
 
 
 def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -650,15 +688,78 @@ def predict_by_reply(model, items: Sequence[dict | str], labels: Sequence[str],
                      max_tokens: int = 3) -> list[str | None]:
     """Zero-shot (or k-shot) by reply: the label the greedy reply starts with (case, spaces,
     quotes and asterisks aside), None when it starts with no label. Works with a `ChatModel`
-    or an `LLM`."""
-    predictions = []
-    for text in _texts(items):
-        answer = reply(model, classification_messages(text, labels, examples, instruction),
-                       max_tokens=max_tokens)
-        start = answer.lstrip(" \n\t\"'*`").lower()
-        predictions.append(next((label for label in labels
-                                 if start.startswith(label.lower())), None))
-    return predictions
+    (whose replies are decoded together, `greedy_replies`) or an `LLM` (one request each)."""
+    from llmlab.chat import ChatModel
+
+    prompts = [classification_messages(text, labels, examples, instruction)
+               for text in _texts(items)]
+    if isinstance(model, ChatModel):
+        # a reply's label is known once its start is a label or no label's beginning
+        answers = greedy_replies(model, prompts, max_tokens,
+                                 settled=lambda text: _settled_label(text, labels))
+    else:
+        answers = [reply(model, messages, max_tokens=max_tokens) for messages in prompts]
+    return [_label_at_start(answer, labels) for answer in answers]
+
+
+def _label_at_start(answer: str, labels: Sequence[str]) -> str | None:
+    start = answer.lstrip(" \n\t\"'*`").lower()
+    return next((label for label in labels if start.startswith(label.lower())), None)
+
+
+def _settled_label(text: str, labels: Sequence[str]) -> bool:
+    """True when more of the reply cannot change `_label_at_start(text)`."""
+    start = text.lstrip(" \n\t\"'*`").lower()
+    return bool(start) and (_label_at_start(text, labels) is not None
+                            or not any(label.lower().startswith(start) for label in labels))
+
+
+def greedy_replies(model, conversations: Sequence[Sequence[dict]], max_tokens: int,
+                   settled: Callable[[str], bool] | None = None) -> list[str]:
+    """The greedy replies of a `ChatModel` to many conversations, decoded together: each step
+    runs every unfinished reply, after the prompts' common prefix (computed once), as rows of
+    one batch (`_run_rows`) and appends each row's likeliest token. A reply ends at the
+    end-of-turn token, after `max_tokens` tokens, or once `settled(text so far)` is true.
+
+    Each step recomputes the rows' own tokens (only the shared prefix is cached), which is
+    cheaper than decoding the replies one at a time when the replies are a few tokens long and
+    the prompts share a long prefix, as in label-by-reply classification; for long replies
+    use `ChatModel.chat`. The tokens are those of `ChatModel.chat(..., temperature=0)` up to
+    rounding (tested in float32).
+    """
+    prompts = [tuple(model.prompt_ids(messages)) for messages in conversations]
+    replies: list[list[int]] = [[] for _ in prompts]
+    active = [i for i in range(len(prompts)) if max_tokens > 0]
+    if not active:
+        return ["" for _ in prompts]
+    shared, cache = _shared_prefix(model, prompts)
+    for _ in range(max_tokens):
+        rows = {i: prompts[i] + tuple(replies[i]) for i in active}
+        if max(map(len, rows.values())) > model.context_length:
+            raise ValueError(f"a prompt and its reply exceed the context of "
+                             f"{model.context_length} tokens")
+        length = {i: len(row) for i, row in rows.items()}
+        still = []
+        for batch in _batches(sorted(active, key=length.get), length.get, None):
+            logits = _run_rows(model, cache, shared, [rows[i] for i in batch],
+                               [len(rows[i]) - 1 for i in batch])
+            for i, token in zip(batch, logits[:, 0].argmax(-1).tolist(), strict=True):
+                if token in model.end_ids:
+                    continue
+                replies[i].append(token)
+                if settled is None or not settled(_text(model, replies[i])):
+                    still.append(i)
+        active = sorted(still)
+        if not active:
+            break
+    return [_text(model, ids) for ids in replies]
+
+
+def _text(model, ids: Sequence[int]) -> str:
+    """The text of reply tokens as `ChatModel.chat` gives it: the bytes of a character the
+    reply stopped in the middle of are left out."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(model.tokenizer.decode_bytes(list(ids)))
 
 
 def predict_with_selected_examples(model, items: Sequence[dict | str], labels: Sequence[str],

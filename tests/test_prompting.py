@@ -382,6 +382,37 @@ def test_predict_by_reply_reads_the_replys_start():
                                                                   "negative"]
 
 
+def test_greedy_replies_decoded_together_equal_chat(chat_model_f32):
+    """Replies of different prompt lengths, one ending before max_tokens (end of turn), decoded
+    as one batch, equal `chat` one at a time (float32: batching changes only the rounding)."""
+    model = chat_model_f32
+    system = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
+    conversations = [[system, {"role": "user", "content": q}] for q in
+                     ("What is the capital of France?", "Name three colours of the rainbow.")]
+    conversations.append([{"role": "user", "content": "Is the sky blue? Answer yes or no."}])
+    replies = P.greedy_replies(model, conversations, 6)
+    plain = [model.chat(c, max_new_tokens=6, temperature=0) for c in conversations]
+    assert replies == plain
+    assert any(model.count_tokens(r) < 6 for r in plain), "one reply ends at the end of turn"
+    # `settled` ends a reply early, so each reply is the start of the full one
+    short = P.greedy_replies(model, conversations, 6, settled=lambda text: " " in text)
+    assert all(p.startswith(s) and (" " in s or s == p) for s, p in zip(short, plain, strict=True))
+    assert P.greedy_replies(model, conversations[:1], 0) == [""]
+
+
+def test_predict_by_reply_with_the_chat_model_equals_one_reply_each(chat_model_f32):
+    model = chat_model_f32
+    items = load_labelled("sentiment")[:4]
+    one_each = [P.predict_by_reply(FakeModel(lambda messages, seed: model.chat(
+        messages, max_new_tokens=3, temperature=0)), [item], SENTIMENT_LABELS)[0]
+        for item in items]
+    assert P.predict_by_reply(model, items, SENTIMENT_LABELS) == one_each
+    assert P._settled_label("Pos", SENTIMENT_LABELS) is False     # may still become "Positive"
+    assert P._settled_label(' "Negative', SENTIMENT_LABELS) is True
+    assert P._settled_label("The", SENTIMENT_LABELS) is True      # no label starts with "the"
+    assert P._settled_label(" *", SENTIMENT_LABELS) is False
+
+
 def test_selected_examples_are_prior_turns_most_similar_last(chat_model):
     dev, test = split_dev_test(load_labelled("sentiment"))
     query = test[0]["text"]
