@@ -25,3 +25,14 @@ def test_quick_benchmark_prints_one_json_line_with_every_method(tmp_path):
     assert set(report["accuracy"]) == set(report["seconds"]) == METHODS
     assert all(0 <= a <= 1 for a in report["accuracy"].values())
     assert len(report["k_shot_orders"]) == 2 and report["fine_tune"]["steps"] == 2
+
+
+def test_a_bad_sentiment_file_gets_a_usage_error_not_a_traceback(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"text": "not a list"}')
+    for path in (bad, tmp_path / "missing.json"):
+        proc = subprocess.run([sys.executable, "-m", "llmlab.bench", "prompting", "--quick",
+                               "--sentiment", str(path)],
+                              capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+        assert proc.returncode == 2 and f"--sentiment {path}" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr and not proc.stdout

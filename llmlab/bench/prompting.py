@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     from llmlab.chat import ChatModel
 
     dev, test = P.split_dev_test(P.load_labelled("sentiment"))
-    items = P.load_labelled(args.sentiment) if args.sentiment else test
+    try:
+        items = P.load_labelled(args.sentiment) if args.sentiment else test
+    except (OSError, ValueError) as exc:  # a missing or malformed file: say so, no traceback
+        parser.error(f"--sentiment {args.sentiment}: {exc}")
     bad = sorted({i["label"] for i in items} - set(P.SENTIMENT_LABELS))
     if bad:
         parser.error(f"labels must be positive or negative, found {', '.join(bad)}")
