@@ -132,9 +132,14 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # = x * rsqrt(mean(x^2) + eps), which torch computes in float32 and rounds to x's dtype;
-        # then the learned gain, in x's dtype (multiplying in float32 first rounds differently)
-        return F.rms_norm(x, (x.shape[-1],), eps=self.eps) * self.weight
+        # x * rsqrt(mean(x^2) + eps) in float32, rounded to x's dtype; then the learned gain, in
+        # x's dtype (multiplying in float32 first rounds differently). Bit for bit what
+        # `F.rms_norm(x, (dim,), eps=eps) * weight` gives (tested), but a decoding step runs 61
+        # norms of one row each, and written out they are faster: `bench chat`'s bfloat16+int4
+        # decoding went from 48-51 to 54-61 tokens/s on a 2-core AMD Zen 4.
+        xf = x.float()
+        normed = xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
 
 
 def rope_angles(head_dim: int, length: int, base: float) -> torch.Tensor:

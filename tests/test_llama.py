@@ -497,3 +497,17 @@ def test_a_half_precision_product_with_many_rows_is_done_in_float32_where_emulat
     monkeypatch.setattr(llama, "EMULATED", frozenset())
     assert torch.equal(lin(many), F.linear(many, lin.weight))  # native: the half product
     assert torch.allclose(lin(many).float(), in_float32.float(), atol=0.1, rtol=0.02)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_rms_norm_equals_torchs_bit_for_bit(dtype):
+    """`RMSNorm` writes the norm out (faster when decoding), with the numbers of torch's own."""
+    torch.manual_seed(0)
+    norm = llama.RMSNorm(576, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(576))
+    norm = norm.to(dtype)
+    for shape in [(1, 1, 576), (2, 37, 576), (1, 512, 576)]:
+        x = (3 * torch.randn(*shape)).to(dtype)
+        expected = F.rms_norm(x, (576,), eps=1e-5) * norm.weight
+        assert torch.equal(norm(x), expected), shape
