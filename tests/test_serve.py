@@ -301,6 +301,7 @@ def test_prompting_bench_asks_an_endpoint_the_same_prompts(port, model, tmp_path
     assert report["accuracy"]["zero_shot_reply"] == P.accuracy(
         P.predict_by_reply(LLM("local"), items, labels), items)
     assert set(report["injection"]) == set(P.DEFENCES) and report["attacks"] == 2
+    assert report["injection_window_tokens"] == P.INJECTION_WINDOW == 12
     attacks = P.load_attacks()[:2]
     assert report["injection"]["none"] == P.attack_success_rate(model, attacks, "none")
 

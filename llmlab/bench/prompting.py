@@ -27,8 +27,9 @@ own behind `python -m llmlab.serve`) the same prompts, through `llmlab.llm.LLM`.
 returns text, not the log-probabilities of chosen continuations, so only the methods read from
 the reply run: `zero_shot_reply`, `k_shot_reply` (the same k examples and orders as `k_shot`)
 and `selected_examples_reply`; and the prompt-injection attacks of `llmlab.prompting`, whose
-success rate per defence is reported as `injection`. The line then also holds `"llm":
-{"backend", "model"}`.
+success rate per defence is reported as `injection` (each reply's first `INJECTION_WINDOW`
+tokens read for the canary, as in lecture 10, so the rates compare with the lecture's). The line
+then also holds `"llm": {"backend", "model"}`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 
 K = 4
 ORDERS = 5
-QUICK_ATTACKS = 2  # each one is a reply of up to 48 tokens per defence
+QUICK_ATTACKS = 2  # each one is a reply of up to INJECTION_WINDOW tokens per defence
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +170,8 @@ def _endpoint(parser, args, items, dev, examples, orders) -> int:
         "llm": {"backend": llm.backend, "model": llm.model},
         "accuracy": accuracy, "seconds": seconds, "k": K,
         "k_shot_reply_orders": [round(a, 4) for a in per_order],
-        "injection": injection, "attacks": len(attacks)}))
+        "injection": injection, "attacks": len(attacks),
+        "injection_window_tokens": P.INJECTION_WINDOW}))
     return 0
 
 
