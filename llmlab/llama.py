@@ -157,7 +157,8 @@ def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Rotate adjacent channel pairs (x[..., 2i], x[..., 2i+1]) of x (B, H, T, head_dim).
 
     Each pair is read as the complex number x[2i] + i x[2i+1] and multiplied by its rotation
-    (`rotations`: (T, head_dim / 2) from `rope_angles`), in float32.
+    (`rotations`: (T, head_dim / 2) from `rope_angles`, or (B, 1, T, head_dim / 2) for rows at
+    different positions), in float32.
     """
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
@@ -309,10 +310,12 @@ class Attention(nn.Module):
         self.wqkv_int4: list = []  # wq, wk and wv's 4-bit codes stacked (see `fuse_int4`)
 
     def forward(self, x: torch.Tensor, rotations: torch.Tensor, cache: KVCache | None = None,
-                layer: int = 0, start_pos: int = 0, last_only: bool = False) -> torch.Tensor:
+                layer: int = 0, start_pos: int = 0, last_only: bool = False,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The attention output (B, T, dim) for x (B, T, dim); with `last_only`, that of the last
         position alone, (B, 1, dim) (every position's keys and values are still computed and
-        cached: the last query reads them all)."""
+        cached: the last query reads them all). `key_mask` (B, S): which of the S key slots
+        each row may read (see `Llama.forward`)."""
         B, T, _ = x.shape
         H, H_kv = self.n_heads, self.n_kv_heads
         if self.wqkv_int4 and decoding(x):  # one kernel call for all three projections
@@ -330,25 +333,30 @@ class Attention(nn.Module):
             k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
         if last_only:
             q = q[:, :, -1:]
-        y = grouped_query_attention(q, k, v)
+        y = grouped_query_attention(q, k, v, key_mask)
         return self.wo(y.transpose(1, 2).reshape(B, q.shape[2], -1))
 
 
-def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention of q (B, H, T, d) over k, v (B, H_kv, S, d), S >= T, the last T of the S
-    key positions being the queries' own; query head h reads key/value head h // (H / H_kv)."""
+    key positions being the queries' own; query head h reads key/value head h // (H / H_kv).
+    `key_mask` (B, S), if given, also hides the keys where it is False (a batch's padding)."""
     B, H, T, d = q.shape
     S, H_kv = k.shape[2], k.shape[1]
+    keys = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
     if T == 1:
-        # One new token attends to everything before it, so no mask is needed, and the H / H_kv
-        # query heads that read one key/value head can be handed to attention as that head's
-        # H / H_kv queries: the same sums, and in bfloat16 on a CPU about 5x faster at 500 keys
-        # than `enable_gqa` (measured: 50 vs 290 microseconds per call on 2 cores).
-        y = F.scaled_dot_product_attention(q.view(B, H_kv, H // H_kv, d), k, v)
+        # One new token attends to everything before it, so no causal mask is needed, and the
+        # H / H_kv query heads that read one key/value head can be handed to attention as that
+        # head's H / H_kv queries: the same sums, and in bfloat16 on a CPU about 5x faster at
+        # 500 keys than `enable_gqa` (measured: 50 vs 290 microseconds per call on 2 cores).
+        y = F.scaled_dot_product_attention(q.view(B, H_kv, H // H_kv, d), k, v, attn_mask=keys)
         return y.view(B, H, 1, d)
-    if T == S:
+    if T == S and keys is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     allowed = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
+    if keys is not None:
+        allowed = allowed & keys
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
 
 
@@ -378,10 +386,11 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
         self.feed_forward = FeedForward(config)
 
-    def forward(self, x, rotations, cache=None, layer=0, start_pos=0, last_only=False):
+    def forward(self, x, rotations, cache=None, layer=0, start_pos=0, last_only=False,
+                key_mask=None):
         """x (B, T, dim) -> (B, T, dim); with `last_only`, the last position's alone (B, 1, dim)."""
         attended = self.attention(self.attention_norm(x), rotations, cache, layer, start_pos,
-                                  last_only)
+                                  last_only, key_mask)
         h = (x[:, -1:] if last_only else x) + attended
         return h + self.feed_forward(self.ffn_norm(h))
 
@@ -408,7 +417,9 @@ class Llama(nn.Module):
 
     @torch.inference_mode()
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, start_pos: int = 0,
-                last_only: bool = False, positions: torch.Tensor | None = None) -> torch.Tensor:
+                last_only: bool = False, positions: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None,
+                rope_positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab_size), float32, for the tokens idx (B, T) at positions start_pos…
 
         With a cache, the keys and values of these positions are stored in it and attention also
@@ -420,6 +431,12 @@ class Llama(nn.Module):
         be thrown away.
         `positions` (B, n), indices into the T positions, returns the logits at those alone,
         (B, n, vocab_size): what scoring continuations needs.
+        `key_mask` (B, start_pos + T) and `rope_positions` (B, T) let a batch hold sequences of
+        different lengths in one cache: row b reads only the key slots where key_mask[b] is
+        True, and its tokens are rotated as positions rope_positions[b] rather than as their
+        slots. Decoding after prompts of different lengths then puts every row's next token in
+        the same slot: the padding slots between are hidden, and each token keeps its true
+        position, so each row computes what it would alone (`llmlab.prompting.greedy_replies`).
         """
         B, T = idx.shape
         end = start_pos + T
@@ -429,11 +446,20 @@ class Llama(nn.Module):
         if cache is not None and start_pos > cache.length:
             raise ValueError(f"start_pos {start_pos} leaves a gap after the {cache.length} "
                              "cached positions")
-        rotations = self.rotations[start_pos:end]
+        if rope_positions is None:
+            rotations = self.rotations[start_pos:end]
+        else:  # (B, 1, T, head_dim / 2): one set of rotations per row, the same for every head
+            if int(rope_positions.max()) >= self.config.context_length:
+                raise ValueError(f"positions up to {int(rope_positions.max()) + 1} do not fit "
+                                 f"the context of {self.config.context_length} tokens")
+            rotations = self.rotations[rope_positions][:, None]
+        if key_mask is not None and key_mask.shape != (B, end):
+            raise ValueError(f"key_mask must be (B, start_pos + T) = ({B}, {end}), "
+                             f"not {tuple(key_mask.shape)}")
         x = self.tok_embeddings(idx)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, rotations, cache, i, start_pos, last_only and i == last)
+            x = layer(x, rotations, cache, i, start_pos, last_only and i == last, key_mask)
         if cache is not None:
             cache.length = end
         if positions is not None:

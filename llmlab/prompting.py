@@ -467,13 +467,34 @@ def run_attack(model, attack: dict, defence: str = "none",
             "success": attack["canary"].lower() in answer.lower()}
 
 
+def run_attacks(model, attacks: Sequence[dict], defence: str = "none",
+                max_tokens: int = INJECTION_WINDOW) -> list[dict]:
+    """`run_attack` for each of `attacks`; a `ChatModel`'s replies are decoded together
+    (`greedy_replies`: the same replies up to rounding), any other model's one at a time."""
+    from llmlab.chat import ChatModel
+
+    if not isinstance(model, ChatModel):
+        return [run_attack(model, a, defence, max_tokens) for a in attacks]
+    messages = [injection_messages(a["text"], defence) for a in attacks]
+    checked = defence == "hierarchy+check"
+    asked = [i for i, a in enumerate(attacks) if not (checked and looks_like_injection(a["text"]))]
+    answers = dict(zip(asked, greedy_replies(model, [messages[i] for i in asked], max_tokens),
+                       strict=True))
+    results = []
+    for i, attack in enumerate(attacks):
+        answer = answers.get(i, INJECTION_REFUSAL)
+        results.append({"reply": answer, "blocked": i not in answers,
+                        "success": attack["canary"].lower() in answer.lower()})
+    return results
+
+
 def attack_success_rate(model, attacks: Sequence[dict], defence: str = "none",
                         max_tokens: int = INJECTION_WINDOW) -> float:
     """The fraction of `attacks` that succeed against `model` under `defence` (see run_attack)."""
     if not attacks:
         raise ValueError("no attacks given")
-    return sum(run_attack(model, a, defence, max_tokens)["success"]
-               for a in attacks) / len(attacks)
+    results = run_attacks(model, attacks, defence, max_tokens)
+    return sum(r["success"] for r in results) / len(attacks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,11 +584,19 @@ def _score_rows(model, prompts: list[tuple[int, ...]], continuations: list[tuple
                 batch_size: int | None) -> dict[tuple[tuple[int, ...], tuple[int, ...]], float]:
     """{(prompt, continuation): log-probability} for every pair (see `continuation_log_probs`)."""
     shared, cache = _shared_prefix(model, prompts)
-    # rows: (prompt index, continuation head) -> the continuations that start with that head
+    # A row is a prompt followed by a continuation's head (all of it but its last token); its
+    # logits score every continuation whose head starts that row's head. So only the heads
+    # that start no longer head get rows: "sports" = [99, 6670] and "Sports" = [46082] share
+    # the row prompt + [99].
+    heads = {c[:-1] for c in continuations}
+    longest = sorted((h for h in heads if not any(len(g) > len(h) and g[: len(h)] == h
+                                                   for g in heads)), key=lambda h: (len(h), h))
+    # rows: (prompt index, row head) -> the continuations that row scores
     rows: dict[tuple[int, tuple[int, ...]], list[tuple[int, ...]]] = defaultdict(list)
     for c in continuations:
+        head = next(h for h in longest if h[: len(c) - 1] == c[:-1])
         for pi in range(len(prompts)):
-            rows[pi, c[:-1]].append(c)
+            rows[pi, head].append(c)
     scores = {}
     ordered = sorted(rows, key=lambda key: len(prompts[key[0]]) + len(key[1]))
     for batch in _batches(ordered, lambda key: len(prompts[key[0]]) + len(key[1]), batch_size):
@@ -726,43 +755,72 @@ def _settled_label(text: str, labels: Sequence[str]) -> bool:
 
 def greedy_replies(model, conversations: Sequence[Sequence[dict]], max_tokens: int,
                    settled: Callable[[str], bool] | None = None) -> list[str]:
-    """The greedy replies of a `ChatModel` to many conversations, decoded together: each step
-    runs every unfinished reply, after the prompts' common prefix (computed once), as rows of
-    one batch (`_run_rows`) and appends each row's likeliest token. A reply ends at the
-    end-of-turn token, after `max_tokens` tokens, or once `settled(text so far)` is true.
+    """The greedy replies of a `ChatModel` to many conversations, decoded together. The
+    prompts' common prefix runs once; the rest of each prompt runs as one row of a batch
+    (right-padded, `_batches`), and then each step feeds every row's last token at once, into
+    the same slot of the batch's cache: the padding slots are masked and every token is rotated
+    as its true position (`Llama.forward`'s `key_mask` and `rope_positions`), so each row
+    computes what it would alone. A reply ends at the end-of-turn token, after `max_tokens`
+    tokens, or once `settled(text so far)` is true.
 
-    Each step recomputes the rows' own tokens (only the shared prefix is cached), which is
-    cheaper than decoding the replies one at a time when the replies are a few tokens long and
-    the prompts share a long prefix, as in label-by-reply classification; for long replies
-    use `ChatModel.chat`. The tokens are those of `ChatModel.chat(..., temperature=0)` up to
-    rounding (tested in float32).
+    This suits many short replies (label-by-reply classification, the injection attacks):
+    a step then costs about as much for 20 rows as for one. The tokens are those of
+    `ChatModel.chat(..., temperature=0)` up to rounding (tested in float32).
     """
     prompts = [tuple(model.prompt_ids(messages)) for messages in conversations]
     replies: list[list[int]] = [[] for _ in prompts]
-    active = [i for i in range(len(prompts)) if max_tokens > 0]
-    if not active:
+    if max_tokens <= 0 or not prompts:
         return ["" for _ in prompts]
+    if max(map(len, prompts)) > model.context_length:
+        raise ValueError(f"a prompt exceeds the context of {model.context_length} tokens")
     shared, cache = _shared_prefix(model, prompts)
-    for _ in range(max_tokens):
-        rows = {i: prompts[i] + tuple(replies[i]) for i in active}
-        if max(map(len, rows.values())) > model.context_length:
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for batch in _batches(order, lambda i: len(prompts[i]) + max_tokens, None):
+        _decode_rows(model, cache, shared, [prompts[i] for i in batch],
+                     [replies[i] for i in batch], max_tokens, settled)
+    return [_text(model, ids) for ids in replies]
+
+
+def _decode_rows(model, cache: KVCache | None, shared: int, prompts: list[tuple[int, ...]],
+                 replies: list[list[int]], max_tokens: int,
+                 settled: Callable[[str], bool] | None) -> None:
+    """Greedy-decode one batch of `greedy_replies`, appending each row's tokens to its reply."""
+    own = [p[shared:] for p in prompts]
+    width, rows = max(map(len, own)), len(prompts)
+    slots = shared + width + max_tokens - 1  # the last token chosen is never fed back
+    batch = (model.model.new_cache(rows, slots) if cache is None
+             else cache.clone(max_len=slots, batch_size=rows))
+    keys = torch.zeros(rows, slots, dtype=torch.bool)
+    keys[:, :shared] = True
+    padded = torch.zeros(rows, width, dtype=torch.long)
+    for r, tokens in enumerate(own):
+        padded[r, : len(tokens)] = torch.tensor(tokens)
+        keys[r, shared : shared + len(tokens)] = True
+    logits = model.model(padded, batch, shared, key_mask=keys[:, : shared + width],
+                         positions=torch.tensor([[len(t) - 1] for t in own]))
+    active = set(range(rows))
+    for step in range(max_tokens):
+        for r, token in enumerate(logits[:, -1].argmax(-1).tolist()):
+            if r not in active:
+                continue
+            if token in model.end_ids:
+                active.discard(r)
+                continue
+            replies[r].append(token)
+            if settled is not None and settled(_text(model, replies[r])):
+                active.discard(r)
+        if not active or step == max_tokens - 1:
+            return
+        if max(len(prompts[r]) + len(replies[r]) for r in active) > model.context_length:
             raise ValueError(f"a prompt and its reply exceed the context of "
                              f"{model.context_length} tokens")
-        length = {i: len(row) for i, row in rows.items()}
-        still = []
-        for batch in _batches(sorted(active, key=length.get), length.get, None):
-            logits = _run_rows(model, cache, shared, [rows[i] for i in batch],
-                               [len(rows[i]) - 1 for i in batch])
-            for i, token in zip(batch, logits[:, 0].argmax(-1).tolist(), strict=True):
-                if token in model.end_ids:
-                    continue
-                replies[i].append(token)
-                if settled is None or not settled(_text(model, replies[i])):
-                    still.append(i)
-        active = sorted(still)
-        if not active:
-            break
-    return [_text(model, ids) for ids in replies]
+        slot = shared + width + step  # every row's newest token goes into this slot
+        keys[:, slot] = True
+        # a finished row is fed its last token again; its results are not read
+        last = torch.tensor([[replies[r][-1] if replies[r] else 0] for r in range(rows)])
+        at = torch.tensor([[len(prompts[r]) + len(replies[r]) - 1] for r in range(rows)])
+        logits = model.model(last, batch, slot, key_mask=keys[:, : slot + 1],
+                             rope_positions=at.clamp(max=model.context_length - 1))
 
 
 def _text(model, ids: Sequence[int]) -> str:

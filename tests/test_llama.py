@@ -302,6 +302,36 @@ def test_a_small_random_model_runs_with_and_without_cache():
         LlamaConfig(dim=30, n_heads=4)
 
 
+def test_rows_of_different_lengths_decode_in_one_padded_cache_as_each_alone(bot):
+    """Prompts of different lengths, right-padded into one batch, then decoded together with
+    every row's next token in the same slot: `key_mask` hides the padding slots and
+    `rope_positions` gives each token its true position, so each row's logits are those of
+    the row alone (float32, within 1e-5 of their scale) and greedy decoding picks its tokens."""
+    prompts = [bot.encode(p) for p in PROMPTS]
+    width, steps = max(map(len, prompts)), 6
+    cache = bot.model.new_cache(batch_size=len(prompts), max_len=width + steps)
+    keys = torch.zeros(len(prompts), width + steps, dtype=torch.bool)
+    padded = torch.zeros(len(prompts), width, dtype=torch.long)
+    for r, ids in enumerate(prompts):
+        padded[r, : len(ids)] = torch.tensor(ids)
+        keys[r, : len(ids)] = True
+    last = torch.tensor([[len(ids) - 1] for ids in prompts])
+    logits = bot.model(padded, cache, key_mask=keys[:, :width], positions=last)[:, 0]
+    seqs = [list(ids) for ids in prompts]
+    for t in range(steps):
+        for r, seq in enumerate(seqs):
+            alone = bot.model(torch.tensor([seq]))[0, -1]
+            assert (logits[r] - alone).abs().max() <= 1e-5 * alone.abs().max(), (r, t)
+            seq.append(int(alone.argmax()))
+        slot = width + t
+        keys[:, slot] = True
+        nxt = torch.tensor([[seq[-1]] for seq in seqs])
+        at = torch.tensor([[len(seq) - 1] for seq in seqs])
+        logits = bot.model(nxt, cache, slot, key_mask=keys[:, : slot + 1], rope_positions=at)[:, 0]
+    with pytest.raises(ValueError, match="key_mask"):
+        bot.model(nxt, cache, width, key_mask=keys)
+
+
 def test_kv_cache_bytes_formula():
     # SmolLM2-135M at its full 8192 context in bfloat16: 2 x 30 x 3 x 64 x 8192 x 2 bytes
     assert llama.kv_cache_bytes(30, 3, 64, 8192, 2) == 188_743_680

@@ -354,8 +354,10 @@ def test_multi_token_continuations_equal_score(chat_model_f32):
     prompts = [model.encode(model.render(P.classification_messages(i["text"], TOPIC_LABELS)))
                for i in load_labelled("topics")[:2]]
     conts = [model.tokenizer.encode(w, allowed_special="none")
-             for w in ("sports", " rain and snow", "food")]
+             for w in ("sports", " rain and snow", "food", " rain and", " rain")]
     assert max(len(c) for c in conts) > 1
+    # heads (all but the last token) that start longer heads are scored in the longer rows
+    assert conts[3][:-1] == conts[1][: len(conts[3]) - 1] and len(conts[4]) == 1
     batched = P.continuation_log_probs(model, prompts, conts, batch_size=4)
     for prompt, row in zip(prompts, batched, strict=True):
         np.testing.assert_allclose(row, model.score(prompt, conts), atol=2e-3)
@@ -390,14 +392,17 @@ def test_greedy_replies_decoded_together_equal_chat(chat_model_f32):
     conversations = [[system, {"role": "user", "content": q}] for q in
                      ("What is the capital of France?", "Name three colours of the rainbow.")]
     conversations.append([{"role": "user", "content": "Is the sky blue? Answer yes or no."}])
-    replies = P.greedy_replies(model, conversations, 6)
-    plain = [model.chat(c, max_new_tokens=6, temperature=0) for c in conversations]
+    replies = P.greedy_replies(model, conversations, 12)
+    plain = [model.chat(c, max_new_tokens=12, temperature=0) for c in conversations]
     assert replies == plain
-    assert any(model.count_tokens(r) < 6 for r in plain), "one reply ends at the end of turn"
+    assert any(model.count_tokens(r) < 12 for r in plain), "one reply ends at the end of turn"
+    assert any(model.count_tokens(r) == 12 for r in plain), "one runs to max_tokens"
     # `settled` ends a reply early, so each reply is the start of the full one
     short = P.greedy_replies(model, conversations, 6, settled=lambda text: " " in text)
     assert all(p.startswith(s) and (" " in s or s == p) for s, p in zip(short, plain, strict=True))
     assert P.greedy_replies(model, conversations[:1], 0) == [""]
+    with pytest.raises(ValueError, match="context"):
+        P.greedy_replies(model, [[{"role": "user", "content": "word " * model.context_length}]], 2)
 
 
 def test_predict_by_reply_with_the_chat_model_equals_one_reply_each(chat_model_f32):
@@ -411,6 +416,18 @@ def test_predict_by_reply_with_the_chat_model_equals_one_reply_each(chat_model_f
     assert P._settled_label(' "Negative', SENTIMENT_LABELS) is True
     assert P._settled_label("The", SENTIMENT_LABELS) is True      # no label starts with "the"
     assert P._settled_label(" *", SENTIMENT_LABELS) is False
+
+
+def test_run_attacks_on_the_chat_model_equals_one_attack_at_a_time(chat_model_f32):
+    attacks = P.load_attacks()
+    # two the input check blocks, two it lets through
+    chosen = ([a for a in attacks if looks_like_injection(a["text"])][:2]
+              + [a for a in attacks if not looks_like_injection(a["text"])][:2])
+    batched = P.run_attacks(chat_model_f32, chosen, "hierarchy+check", max_tokens=8)
+    assert batched == [P.run_attack(chat_model_f32, a, "hierarchy+check", max_tokens=8)
+                       for a in chosen]
+    assert [r["blocked"] for r in batched] == [True, True, False, False]
+    assert batched[0]["reply"] == P.INJECTION_REFUSAL
 
 
 def test_selected_examples_are_prior_turns_most_similar_last(chat_model):
