@@ -22,7 +22,8 @@ first: `BM25Retriever` and `TfidfRetriever` (keywords), `DenseRetriever` (a sent
 model, all-MiniLM-L6-v2 in `llmlab.bert`, searched through a FAISS index, exact or approximate)
 and `HybridRetriever` (reciprocal rank fusion of the others). `best_retriever` is the
 combination chosen on the development half of the questions (`DEFAULT_CHUNKING`,
-`BEST_FUSION`); `python -m llmlab.bench rag` measures them all on the test half.
+`BEST_FUSION`); `QueryLikelihoodReranker` reranks its best topics with the local language
+model; `python -m llmlab.bench rag` measures them all on the test half.
 
 **Generation**: `answer` puts the retrieved chunks into a prompt with numbered sources
 (`build_messages`), and reads which ones the reply cites (`cited_numbers`); `faithfulness` is a
@@ -539,6 +540,69 @@ def best_retriever(chunks: Sequence[Chunk | str], encoder=None, *,
         dense = DenseRetriever(encoder, chunks, "flat")
     bm25 = bm25 if bm25 is not None else BM25Retriever(chunks, tokenizer=search_tokens)
     return HybridRetriever([bm25, dense], name="hybrid", **BEST_FUSION)
+
+
+#: The prompt `QueryLikelihoodReranker` scores a question after: the passage, then a line that
+#: asks for a question it answers.
+RERANK_TEMPLATE = ("Passage from the Python reference manual:\n{passage}\n\n"
+                   "A question this passage answers:\n")
+#: The reranker's settings, chosen on the development half (82 questions) over N = 10, 20, 30,
+#: RRF k = 10, 60 and a weight of 0.5 or 1 for the reranked order: the first stage's 20 best
+#: topics, fused with their reranked order at k = 60, equal weights. Recall@5 0.927 -> 0.988,
+#: recall@1 0.744 -> 0.744, MRR@10 0.820 -> 0.838 (the reranked order alone: 0.951, 0.720).
+RERANK_SETTINGS: dict[str, Any] = {"n": 20, "k": 60, "weights": [1.0, 1.0]}
+
+
+class QueryLikelihoodReranker:
+    """A second stage: rerank the `n` best topics of a `first` retriever by how likely the
+    local language model finds the question after each topic's best chunk,
+    log P(question | `RERANK_TEMPLATE` with the chunk) summed over the question's tokens (the
+    same question for every chunk, so the sums compare). This is zero-shot reranking by
+    question likelihood (Sachan et al., 2022, "Improving Passage Retrieval with Zero-Shot
+    Question Generation"): the model reads question and passage together, which an embedding
+    of each alone cannot. The reranked order is fused with the first stage's by reciprocal rank
+    fusion (`RERANK_SETTINGS`); chunks below the first `n` topics keep the first stage's order
+    after them. `model`: a `llmlab.chat.ChatModel` (default `ChatModel.load()`), scored in
+    batches by `llmlab.prompting.continuation_log_probs`."""
+
+    def __init__(self, first: Retriever, chunks: Sequence[Chunk], model=None, n: int = 20,
+                 k: float = 60, weights: Sequence[float] = (1.0, 1.0), depth: int = 100,
+                 name: str = "reranked"):
+        if model is None:
+            from llmlab.chat import ChatModel
+
+            model = ChatModel.load()
+        self.first, self.chunks, self.model = first, list(chunks), model
+        self.n, self.k, self.weights, self.depth, self.name = n, k, list(weights), depth, name
+        self.build_seconds = 0.0
+
+    def question_log_probs(self, query: str, chunk_ids: Sequence[int]) -> np.ndarray:
+        """log P(query | the prompt of each chunk), in nats."""
+        from llmlab.prompting import continuation_log_probs
+
+        prompts = [self.model.encode(RERANK_TEMPLATE.format(passage=self.chunks[i].search_text))
+                   for i in chunk_ids]
+        question = self.model.tokenizer.encode(query, allowed_special="none")
+        if not question:
+            raise ValueError("the question has no tokens")
+        return continuation_log_probs(self.model, prompts, [question])[:, 0]
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        hits = [i for i, _ in self.first.search(query, max(self.depth, k))]
+        best: dict[str, int] = {}  # topic -> its best chunk, in the first stage's order
+        for i in hits:
+            best.setdefault(self.chunks[i].topic, i)
+        top = list(best.values())[: self.n]
+        scores = self.question_log_probs(query, top)
+        reranked = [top[j] for j in np.argsort(-scores, kind="stable")]
+        fused = reciprocal_rank_fusion([top, reranked], self.k, self.weights)
+        score = {}
+        for ranking, weight in zip([top, reranked], self.weights, strict=True):
+            for rank, i in enumerate(ranking, start=1):
+                score[i] = score.get(i, 0.0) + weight / (self.k + rank)
+        chosen = set(top)
+        rest = [(i, 0.0) for i in hits if i not in chosen]
+        return ([(i, score[i]) for i in fused] + rest)[:k]
 
 
 # ---------------------------------------------------------------------------------------------

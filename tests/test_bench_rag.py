@@ -6,9 +6,10 @@ import sys
 
 from llmlab import PROJECT_ROOT
 
-RETRIEVERS = {"tfidf", "bm25", "bm25_search_tokens", "dense_flat", "dense_hnsw", "hybrid"}
+RETRIEVERS = {"tfidf", "bm25", "bm25_search_tokens", "dense_flat", "dense_hnsw", "hybrid",
+              "hybrid_reranked"}
 BUILDS = {"tfidf", "bm25", "bm25_search_tokens", "encoder_load", "embed_empty_cache",
-          "embed_cached", "faiss_flat", "faiss_hnsw"}
+          "embed_cached", "faiss_flat", "faiss_hnsw", "reranker_model_load"}
 
 
 def test_quick_benchmark_prints_one_json_line_with_every_retriever(tmp_path):
@@ -39,3 +40,4 @@ def test_quick_benchmark_prints_one_json_line_with_every_retriever(tmp_path):
     assert report["build_seconds"]["embed_cached"] < report["build_seconds"]["embed_empty_cache"]
     assert len(report["corpus_sha256"]) == 64 and report["threads"] == 1
     assert report["chunking"]["chunks"] > 0
+    assert report["rerank"]["n"] == 4

@@ -283,6 +283,47 @@ def test_reciprocal_rank_fusion_on_a_hand_example():
         reciprocal_rank_fusion([["a"]], weights=[1, 2])
 
 
+class FixedRetriever:
+    """A first stage that always returns the same chunk order."""
+
+    def __init__(self, order):
+        self.order = order
+
+    def search(self, query, k):
+        return [(i, 1.0 / (rank + 1)) for rank, i in enumerate(self.order[:k])]
+
+
+def test_reranker_scores_the_question_after_each_topics_best_chunk_and_fuses_the_orders():
+    import torch
+
+    from llmlab.chat import ChatModel
+
+    model = ChatModel.load(torch.float32)
+    texts = {"pass": "The pass statement does nothing. It is a placeholder.",
+             "break": "break ends the nearest enclosing for or while loop.",
+             "del": "del removes a binding of a name from a namespace.",
+             "global": "The global statement makes names refer to module-level variables."}
+    chunks = [Chunk(topic, 0, 0, text) for topic, text in texts.items()]
+    chunks.append(Chunk("break", 1, 10, "A break inside a try with a finally runs the finally."))
+    # the first stage: chunk 1 is break's best chunk, chunk 4 a later one of the same topic
+    first = FixedRetriever([0, 2, 1, 4, 3])
+    question = "How do I leave a loop early?"
+    reranker = rag.QueryLikelihoodReranker(first, chunks, model, n=3, k=60)
+    top = [0, 2, 1]  # the best chunk of each of the first 3 topics, in the first stage's order
+    ids = model.tokenizer.encode(question, allowed_special="none")
+    alone = [model.score(model.encode(rag.RERANK_TEMPLATE.format(passage=chunks[i].search_text)),
+                         [ids])[0] for i in top]
+    batched = reranker.question_log_probs(question, top)
+    np.testing.assert_allclose(batched, alone, atol=2e-3)
+    reranked = [top[j] for j in np.argsort(-np.array(alone), kind="stable")]
+    assert reranked[0] == 1, "the loop passage makes the question likeliest"
+    found = reranker.search(question, 5)
+    fused = reciprocal_rank_fusion([top, reranked], 60)
+    # the first 3 topics in fused order, then the rest of the first stage's chunks in its order
+    assert [i for i, _ in found] == fused + [4, 3]
+    assert fused.index(1) < top.index(1), "the reranking lifts break"
+
+
 # -- evaluation --------------------------------------------------------------------------------
 def test_rank_topics_and_the_metrics_on_hand_examples():
     topics = ["with", "try", "with", "for", "try", "if"]
