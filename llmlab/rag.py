@@ -493,6 +493,12 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Any]], k: float = 60,
     `weights`, if given, multiply each ranking's terms (the library's extension; the graded
     version has none).
     """
+    return [item for item, _ in fused_scores(rankings, k, weights)]
+
+
+def fused_scores(rankings: Sequence[Sequence[Any]], k: float = 60,
+                 weights: Sequence[float] | None = None) -> list[tuple[Any, float]]:
+    """`reciprocal_rank_fusion`'s order with each id's fused score: [(id, score), ...]."""
     weights = [1.0] * len(rankings) if weights is None else list(weights)
     if len(weights) != len(rankings):
         raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
@@ -501,7 +507,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Any]], k: float = 60,
         for rank, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     order = {item: i for i, item in enumerate(scores)}  # dicts keep first-appearance order
-    return sorted(scores, key=lambda item: (-scores[item], order[item]))
+    return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
 
 
 class HybridRetriever:
@@ -516,12 +522,7 @@ class HybridRetriever:
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         rankings = [[i for i, _ in r.search(query, max(self.depth, k))] for r in self.retrievers]
-        fused = reciprocal_rank_fusion(rankings, self.k, self.weights)[:k]
-        score = {}
-        for ranking, weight in zip(rankings, self.weights, strict=True):
-            for rank, item in enumerate(ranking, start=1):
-                score[item] = score.get(item, 0.0) + weight / (self.k + rank)
-        return [(i, score[i]) for i in fused]
+        return fused_scores(rankings, self.k, self.weights)[:k]
 
 
 def best_retriever(chunks: Sequence[Chunk | str], encoder=None, *,
@@ -595,14 +596,9 @@ class QueryLikelihoodReranker:
         top = list(best.values())[: self.n]
         scores = self.question_log_probs(query, top)
         reranked = [top[j] for j in np.argsort(-scores, kind="stable")]
-        fused = reciprocal_rank_fusion([top, reranked], self.k, self.weights)
-        score = {}
-        for ranking, weight in zip([top, reranked], self.weights, strict=True):
-            for rank, i in enumerate(ranking, start=1):
-                score[i] = score.get(i, 0.0) + weight / (self.k + rank)
         chosen = set(top)
         rest = [(i, 0.0) for i in hits if i not in chosen]
-        return ([(i, score[i]) for i in fused] + rest)[:k]
+        return (fused_scores([top, reranked], self.k, self.weights) + rest)[:k]
 
 
 # ---------------------------------------------------------------------------------------------
