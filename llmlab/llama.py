@@ -52,10 +52,18 @@ rows. The two paths round differently (the kernel keeps the scales and its arith
 bfloat16), so their logits agree to bfloat16 precision, not bit for bit.
 Matrices that read the same input (wq, wk, wv; w1, w3) also get their codes stacked into one
 matrix (`fuse_int4`), so a decoding step makes 4 kernel calls per block instead of 7.
+
+**The decoding loop.** With the 4-bit weights, a step of one token per row does not go through
+the modules: `decode_blocks` runs the same operations on the same tensors as one loop over the
+blocks, compiled by TorchScript, so Python's cost per module call and per small operation
+(about a quarter of the step, at one token) is not paid 30 times. The numbers are the modules' bit for bit
+(tested); the modules stay the definition, and everything else (prompts, dense models) runs
+through them.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -132,14 +140,18 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x * rsqrt(mean(x^2) + eps) in float32, rounded to x's dtype; then the learned gain, in
-        # x's dtype (multiplying in float32 first rounds differently). Bit for bit what
-        # `F.rms_norm(x, (dim,), eps=eps) * weight` gives (tested), but a decoding step runs 61
-        # norms of one row each, and written out they are faster: `bench chat`'s bfloat16+int4
-        # decoding went from 48-51 to 54-61 tokens/s on a 2-core AMD Zen 4.
-        xf = x.float()
-        normed = xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + self.eps)
-        return normed.to(x.dtype) * self.weight
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """`RMSNorm`'s arithmetic: x * rsqrt(mean(x^2) + eps) in float32, rounded to x's dtype; then
+    the learned gain, in x's dtype (multiplying in float32 first rounds differently)."""
+    # Bit for bit what `F.rms_norm(x, (dim,), eps=eps) * weight` gives (tested), but a decoding
+    # step runs 61 norms of one row each, and written out, in place where it can be, they are
+    # faster. (torch's mean is the sum divided by the count, so this is `.mean(-1)` exactly.)
+    xf = x.float()
+    mean_square = (xf * xf).sum(-1, keepdim=True).div_(x.shape[-1])
+    return (xf * mean_square.add_(eps).rsqrt_()).to(x.dtype) * weight
 
 
 def rope_angles(head_dim: int, length: int, base: float) -> torch.Tensor:
@@ -256,17 +268,28 @@ def decoding(x: torch.Tensor) -> bool:
     return x.dim() == 3 and x.shape[1] == 1
 
 
-def int4_matmul(x: torch.Tensor, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """x (B, 1, in_features) times a weight held as 4-bit parts (see `Linear.add_int4`)."""
+#: A weight held as 4-bit parts (see `Linear.add_int4`): (packed codes, scales and zeros) each.
+Int4Parts = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def int4_matmul(x: torch.Tensor, parts: Int4Parts) -> torch.Tensor:
+    """x (..., in_features) times a weight held as 4-bit parts (see `Linear.add_int4`), in
+    bfloat16 (other activations are converted for the kernel, and the result back)."""
     rows = x.reshape(-1, x.shape[-1])
     if rows.dtype != torch.bfloat16:  # (tested, not converted: even a no-op .to() costs time)
         rows = rows.to(torch.bfloat16)
-    y = None
-    for packed, scales_and_zeros in parts:  # a plain loop: sum() would add its start, 0, too
-        part = torch._weight_int4pack_mm_for_cpu(rows, packed, Q4_BLOCK, scales_and_zeros)
-        y = part if y is None else y.add_(part)
-    y = y.view(*x.shape[:-1], -1)
+    y = int4_rows(rows, parts).unflatten(0, x.shape[:-1])
     return y if y.dtype == x.dtype else y.to(x.dtype)
+
+
+def int4_rows(rows: torch.Tensor, parts: Int4Parts) -> torch.Tensor:
+    """rows (N, in_features), bfloat16, times a weight held as 4-bit parts: (N, out_features)."""
+    packed, scales_and_zeros = parts[0]
+    block = rows.shape[1] // scales_and_zeros.shape[0]  # Q4_BLOCK (one scale and zero each)
+    y = torch._weight_int4pack_mm_for_cpu(rows, packed, block, scales_and_zeros)
+    for packed, scales_and_zeros in parts[1:]:  # a Q8_0 matrix's second half
+        y = y.add_(torch._weight_int4pack_mm_for_cpu(rows, packed, block, scales_and_zeros))
+    return y
 
 
 def fuse_int4(*linears: Linear) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -360,6 +383,67 @@ def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
 
 
+#: Per block, the tensors a decoding step reads (`Llama.plan_decode`): the attention norm's gain,
+#: q/k/v's 4-bit parts (stacked), the output projection's, the feed-forward norm's gain, the
+#: gate and up projections' (stacked) and the down projection's.
+DecodePlan = list[tuple[torch.Tensor, Int4Parts, Int4Parts, torch.Tensor, Int4Parts, Int4Parts]]
+
+
+def decode_blocks(x: torch.Tensor, rotations: torch.Tensor, cache_k: torch.Tensor,
+                  cache_v: torch.Tensor, start_pos: int, key_mask: torch.Tensor | None,
+                  plan: DecodePlan, n_heads: int, n_kv_heads: int, eps: float) -> torch.Tensor:
+    """Every block for one new token per row, x (B, dim) -> (B, dim), from the 4-bit weights:
+    what `TransformerBlock.forward` computes for x (B, 1, dim), the same operations on the same
+    tensors in the same order, so the same numbers bit for bit (tested), written as one loop.
+
+    Why a second copy of the blocks: at one token a step the arithmetic is small, and the
+    modules' Python (7 module calls a block and 60-odd small operations, for 30 blocks) was
+    about a quarter of the step; this loop, compiled by TorchScript, runs the operations
+    without the interpreter in between. Measured on a 2-core AMD Zen 4 at 512-576 positions,
+    best of 30 interleaved runs of 16 tokens: 13.3 ms a token through the modules, 11.2 ms
+    through this loop in Python, 9.9 ms compiled (on the same machine when busier: 14.1, 12.9
+    and 11.5 ms). `rotations` and `key_mask` are as in `Llama.forward`; the caches are
+    `KVCache.k` and `.v`; position `start_pos` is written and everything before it read.
+    """
+    B = x.shape[0]
+    head_dim = x.shape[1] // n_heads
+    H, H_kv, end = n_heads, n_kv_heads, start_pos + 1
+    for layer, (norm1, wqkv, wo, norm2, w13, w2) in enumerate(plan):
+        # attention: q, k and v of the new position, (B, heads, 1, head_dim)
+        qkv = int4_matmul(rms_norm(x, norm1, eps), wqkv).view(B, H + 2 * H_kv, 1, head_dim)
+        qk = apply_rope(qkv[:, : H + H_kv], rotations)
+        cache_k[layer, :, :, start_pos:end] = qk[:, H:]
+        cache_v[layer, :, :, start_pos:end] = qkv[:, H + H_kv :]
+        y = grouped_query_attention(qk[:, :H], cache_k[layer, :, :, :end],
+                                    cache_v[layer, :, :, :end], key_mask)
+        x = x + int4_matmul(y.view(B, H * head_dim), wo)
+        # SwiGLU feed-forward
+        gate, up = int4_matmul(rms_norm(x, norm2, eps), w13).chunk(2, dim=-1)
+        x = x + int4_matmul(F.silu(gate) * up, w2)
+    return x
+
+
+_compiled = []
+
+
+def decode_blocks_compiled():
+    """`decode_blocks` compiled by TorchScript (once per process, in about 20 ms), or as it is
+    if that fails. TorchScript is deprecated in favour of `torch.compile`, but that needs a C++
+    compiler, which a learner's laptop may not have, and TorchScript is in the torch this course
+    pins; its warning is silenced here. The compiled loop computes the same numbers (tested).
+    `Llama` runs it with TorchScript's optimizing executor off: on a CPU that executor fuses
+    nothing by default, so it has nothing to gain, and its first profiling runs took 80 ms
+    (30 ms without it)."""
+    if not _compiled:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _compiled.append(torch.jit.script(decode_blocks))
+        except Exception:  # noqa: BLE001 (any failure to compile leaves the Python loop)
+            _compiled.append(decode_blocks)
+    return _compiled[0]
+
+
 class FeedForward(nn.Module):
     """SwiGLU: w2(silu(w1 x) * w3 x) — w1 is the gate, w3 the up projection, w2 the down one."""
 
@@ -419,6 +503,8 @@ class Llama(nn.Module):
         # on the CPU even when the model is built on the "meta" device (`from_gguf`)
         with torch.device("cpu"):
             self.rotations = rope_angles(config.head_dim, config.context_length, config.rope_base)
+        # per block, the tensors a decoding step reads from the 4-bit weights (`plan_decode`)
+        self.decode_plan: list[tuple] = []
 
     @property
     def dtype(self) -> torch.dtype:
@@ -449,6 +535,8 @@ class Llama(nn.Module):
         slots. Decoding after prompts of different lengths then puts every row's next token in
         the same slot: the padding slots between are hidden, and each token keeps its true
         position, so each row computes what it would alone (`llmlab.prompting.greedy_replies`).
+        A step of one token per row with a cache, in a model with 4-bit weights, runs through
+        `decode_blocks` (the same numbers; see the module docstring).
         """
         B, T = idx.shape
         end = start_pos + T
@@ -468,6 +556,8 @@ class Llama(nn.Module):
         if key_mask is not None and key_mask.shape != (B, end):
             raise ValueError(f"key_mask must be (B, start_pos + T) = ({B}, {end}), "
                              f"not {tuple(key_mask.shape)}")
+        if self.decode_plan and T == 1 and cache is not None and positions is None:
+            return self._decode(idx, cache, start_pos, rotations, key_mask)
         x = self.tok_embeddings(idx)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -477,6 +567,37 @@ class Llama(nn.Module):
         if positions is not None:
             x = x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.output(self.norm(x)).float()
+
+    def _decode(self, idx: torch.Tensor, cache: KVCache, start_pos: int,
+                rotations: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """`forward` for one new token per row, (B, 1), through `decode_blocks` (compiled by
+        TorchScript where it can be: see `decode_blocks_compiled`)."""
+        B = idx.shape[0]
+        x = F.embedding(idx.view(B), self.tok_embeddings.weight)  # (B, dim)
+        with torch.jit.optimized_execution(False):  # see `decode_blocks_compiled`
+            x = decode_blocks_compiled()(x, rotations, cache.k, cache.v, start_pos, key_mask,
+                                         self.decode_plan, self.config.n_heads,
+                                         self.config.n_kv_heads, self.config.norm_eps)
+        cache.length = start_pos + 1
+        return self.output(self.norm(x.view(B, 1, -1))).float()
+
+    def plan_decode(self) -> None:
+        """Collect, per block, the tensors `_decode` reads: the two norms' gains and the 4-bit
+        parts of the fused q/k/v, the output projection, the fused gate/up and the down
+        projection. Called by `from_gguf(int4_decode=True)`; call it again after replacing a
+        module (or set `decode_plan = []` to always go through the modules). Left empty unless
+        every block has all four in 4 bits."""
+        plan = []
+        for block in self.layers:
+            attention, feed_forward = block.attention, block.feed_forward
+            parts = (attention.wqkv_int4, attention.wo.int4, feed_forward.w13_int4,
+                     feed_forward.w2.int4)
+            if not all(parts):
+                plan = []
+                break
+            wqkv, wo, w13, w2 = parts
+            plan.append((block.attention_norm.weight, wqkv, wo, block.ffn_norm.weight, w13, w2))
+        self.decode_plan = plan
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -520,6 +641,7 @@ class Llama(nn.Module):
                 attention, feed_forward = layer.attention, layer.feed_forward
                 attention.wqkv_int4 = fuse_int4(attention.wq, attention.wk, attention.wv)
                 feed_forward.w13_int4 = fuse_int4(feed_forward.w1, feed_forward.w3)
+            model.plan_decode()
         return model.eval()
 
 

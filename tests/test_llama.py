@@ -344,6 +344,55 @@ def test_rows_of_different_lengths_decode_in_one_padded_cache_as_each_alone(bot)
         bot.model(nxt, cache, width, key_mask=keys)
 
 
+@pytest.fixture(scope="module", params=[torch.bfloat16, torch.float32], ids=["bf16", "f32"])
+def int4_model(request) -> ChatModel:
+    return ChatModel.load(request.param, int4_decode=True)
+
+
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+def test_the_decoding_loop_gives_the_modules_numbers_bit_for_bit(int4_model, loop, monkeypatch):
+    """A decoding step of a model with 4-bit weights runs `llama.decode_blocks` (compiled by
+    TorchScript, or as Python) instead of the modules: the same logits and the same cache, bit
+    for bit, for one row, and for a padded batch decoded with `key_mask` and `rope_positions`."""
+    model = int4_model.model
+    assert len(model.decode_plan) == model.config.n_layers
+    if loop == "python":
+        monkeypatch.setattr(llama, "_compiled", [llama.decode_blocks])
+    prompts = [int4_model.encode(p) for p in PROMPTS]
+    width, steps = max(map(len, prompts)), 4
+    keys = torch.zeros(len(prompts), width + steps, dtype=torch.bool)
+    padded = torch.zeros(len(prompts), width, dtype=torch.long)
+    for r, ids in enumerate(prompts):
+        padded[r, : len(ids)] = torch.tensor(ids)
+        keys[r, : len(ids)] = True
+    for rows, masked in (([0], False), ([0, 1, 2], True)):
+        fast = model.new_cache(batch_size=len(rows), max_len=width + steps)
+        model(padded[rows], fast, key_mask=keys[rows, :width] if masked else None)
+        slow = fast.clone(batch_size=len(rows))
+        nxt = torch.tensor([[ids[-1]] for ids in prompts])[rows]
+        at = torch.tensor([[len(ids)] for ids in prompts])[rows]
+        for t in range(steps):
+            slot = width + t
+            keys[:, slot] = True
+            extra = ({"key_mask": keys[rows, : slot + 1], "rope_positions": at + t} if masked
+                     else {})
+            got = model(nxt, fast, slot, **extra)
+            with monkeypatch.context() as modules:
+                modules.setattr(model, "decode_plan", [])
+                want = model(nxt, slow, slot, **extra)
+            assert torch.equal(got, want), (rows, t)
+            assert torch.equal(fast.k, slow.k) and torch.equal(fast.v, slow.v), (rows, t)
+            assert fast.length == slow.length == slot + 1
+            nxt = got[:, -1:].argmax(-1)
+
+
+def test_the_decoding_loop_compiles_and_only_4_bit_models_use_it(bot):
+    """TorchScript compiles `decode_blocks` in the pinned torch (so decoding gets its speed);
+    a model without 4-bit weights has no plan and decodes through its modules."""
+    assert isinstance(llama.decode_blocks_compiled(), torch.jit.ScriptFunction)
+    assert bot.model.decode_plan == []
+
+
 def test_kv_cache_bytes_formula():
     # SmolLM2-135M at its full 8192 context in bfloat16: 2 x 30 x 3 x 64 x 8192 x 2 bytes
     assert llama.kv_cache_bytes(30, 3, 64, 8192, 2) == 188_743_680
