@@ -56,9 +56,9 @@ matrix (`fuse_int4`), so a decoding step makes 4 kernel calls per block instead 
 **The decoding loop.** With the 4-bit weights, a step of one token per row does not go through
 the modules: `decode_blocks` runs the same operations on the same tensors as one loop over the
 blocks, compiled by TorchScript, so Python's cost per module call and per small operation
-(about a quarter of the step, at one token) is not paid 30 times. The numbers are the modules' bit for bit
-(tested); the modules stay the definition, and everything else (prompts, dense models) runs
-through them.
+(about a quarter of the step, at one token) is not paid 30 times. The numbers are the modules'
+bit for bit (tested); the modules stay the definition, and everything else (prompts, dense
+models) runs through them.
 """
 
 from __future__ import annotations
