@@ -432,8 +432,8 @@ def decode_blocks_compiled():
     compiler, which a learner's laptop may not have, and TorchScript is in the torch this course
     pins; its warning is silenced here. The compiled loop computes the same numbers (tested).
     `Llama` runs it with TorchScript's optimizing executor off: on a CPU that executor fuses
-    nothing by default, so it has nothing to gain, and its first profiling runs took 80 ms
-    (30 ms without it)."""
+    nothing by default, so it has nothing to gain, and its first two (profiling) calls took
+    60-100 and 25-35 ms, against 30 and 12 ms without it."""
     if not _compiled:
         try:
             with warnings.catch_warnings():
